@@ -1,1 +1,19 @@
+//! trapeze-cpu: the x86 CPU of trapeze (DESIGN.md §2): architectural state, the decode
+//! cache, lazy flags, faults as values, and one module of handlers per instruction
+//! family.
 
+pub mod cpu;
+pub mod cpuid;
+pub mod decode_cache;
+pub mod exec;
+pub mod fault;
+pub mod flags;
+pub mod interrupt;
+pub mod segment;
+pub mod state;
+
+pub use cpu::{Cpu, CpuStats, Exit};
+pub use fault::{vector, Fault};
+pub use flags::rf;
+pub use state::{attr, cr0, efer, gpr, sreg, Segment, TableReg, Word};
+pub use trapeze_mmu::{Bus, BusFlow, Mmu, NullBus, PhysMem};

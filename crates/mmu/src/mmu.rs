@@ -1,0 +1,299 @@
+//! Linear memory access for the CPU: TLB fast path, translation and MMIO slow path.
+
+use crate::bus::{Bus, BusFlow};
+use crate::phys::{PhysMem, PAGE_SIZE};
+use crate::tlb::{self, Tlb};
+
+/// The kind of a linear access, as the paging unit sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+    Fetch,
+}
+
+/// A fault raised by translation. The CPU turns it into an exception.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemFault {
+    /// #PF with the faulting linear address (for CR2) and the error code.
+    Page { addr: u64, error_code: u32 },
+}
+
+/// Events the CPU must look at after the instruction that caused them.
+pub mod event {
+    /// A write hit a page that holds decoded code (see `Mmu::take_written_code`).
+    pub const CODE_WRITTEN: u8 = 1;
+    /// A device asked to end the run.
+    pub const BUS_STOP: u8 = 2;
+}
+
+/// Scalars the MMU moves: u8, u16, u32, u64, little-endian like the guest.
+pub trait Pod: Copy {
+    const BYTES: usize;
+    fn from_u64(v: u64) -> Self;
+    fn to_u64(self) -> u64;
+}
+
+macro_rules! pod {
+    ($($t:ty),*) => {$(
+        impl Pod for $t {
+            const BYTES: usize = std::mem::size_of::<$t>();
+            #[inline(always)]
+            fn from_u64(v: u64) -> Self { v as $t }
+            #[inline(always)]
+            fn to_u64(self) -> u64 { self as u64 }
+        }
+    )*};
+}
+pod!(u8, u16, u32, u64);
+
+pub struct Mmu {
+    pub phys: PhysMem,
+    tlb: Tlb,
+    /// Physical address mask: bit 20 is cleared while the A20 gate is closed.
+    a20_mask: u64,
+    /// `event::*` bits raised since the CPU last looked.
+    pub events: u8,
+    written_code: Vec<u64>,
+}
+
+// SAFETY: the raw pointers in the TLB point into `phys`, which the Mmu owns; moving the
+// Mmu to another thread moves the mappings with it.
+unsafe impl Send for Mmu {}
+
+impl Mmu {
+    pub fn new(phys: PhysMem) -> Self {
+        Mmu {
+            phys,
+            tlb: Tlb::new(),
+            a20_mask: u64::MAX,
+            events: 0,
+            written_code: Vec::new(),
+        }
+    }
+
+    /// Open or close the A20 gate (port 0x92, i8042 output port).
+    pub fn set_a20(&mut self, enabled: bool) {
+        let mask = if enabled { u64::MAX } else { !(1 << 20) };
+        if mask != self.a20_mask {
+            self.a20_mask = mask;
+            self.tlb.flush();
+        }
+    }
+
+    pub fn a20_enabled(&self) -> bool {
+        self.a20_mask == u64::MAX
+    }
+
+    /// Forget every translation (CR0/CR3/CR4/EFER changes).
+    pub fn flush_tlb(&mut self) {
+        self.tlb.flush();
+    }
+
+    /// Linear to physical. Paging is not modelled yet, so linear = physical (through
+    /// the A20 mask); this is the single place page walks slot in.
+    #[inline]
+    pub fn translate(&mut self, lin: u64, _access: Access) -> Result<u64, MemFault> {
+        Ok(lin & self.a20_mask)
+    }
+
+    #[inline(always)]
+    pub fn read<T: Pod>(&mut self, bus: &mut dyn Bus, lin: u64) -> Result<T, MemFault> {
+        let off = (lin & (PAGE_SIZE - 1)) as usize;
+        let e = &self.tlb.read[tlb::index(lin)];
+        if e.tag == lin >> 12 && off <= PAGE_SIZE as usize - T::BYTES {
+            // SAFETY: a TLB hit holds a live host page; off + size stays inside it.
+            return Ok(unsafe { std::ptr::read_unaligned(e.host.add(off) as *const T) });
+        }
+        self.read_slow(bus, lin, T::BYTES).map(T::from_u64)
+    }
+
+    #[inline(always)]
+    pub fn write<T: Pod>(&mut self, bus: &mut dyn Bus, lin: u64, v: T) -> Result<(), MemFault> {
+        let off = (lin & (PAGE_SIZE - 1)) as usize;
+        let e = &self.tlb.write[tlb::index(lin)];
+        if e.tag == lin >> 12 && off <= PAGE_SIZE as usize - T::BYTES {
+            // SAFETY: write entries exist only for RAM pages without decoded code.
+            unsafe { std::ptr::write_unaligned(e.host.add(off) as *mut T, v) };
+            return Ok(());
+        }
+        self.write_slow(bus, lin, T::BYTES, v.to_u64())
+    }
+
+    /// Check that a write of `size` bytes at `lin` would not fault, without writing.
+    /// Instructions that store several values use it to stay precise.
+    pub fn probe_write(&mut self, lin: u64, size: usize) -> Result<(), MemFault> {
+        self.translate(lin, Access::Write)?;
+        let last = lin.wrapping_add(size as u64 - 1);
+        if (last ^ lin) >> 12 != 0 {
+            self.translate(last, Access::Write)?;
+        }
+        Ok(())
+    }
+
+    /// The physical address of an instruction byte.
+    #[inline(always)]
+    pub fn fetch_phys(&mut self, lin: u64) -> Result<u64, MemFault> {
+        let e = &self.tlb.fetch[tlb::index(lin)];
+        if e.tag == lin >> 12 {
+            return Ok(e.phys | (lin & (PAGE_SIZE - 1)));
+        }
+        let phys = self.translate(lin, Access::Fetch)?;
+        if let Some(hp) = self.phys.host_page(phys) {
+            Tlb::fill(&mut self.tlb.fetch, lin, phys, hp.ptr);
+        }
+        Ok(phys)
+    }
+
+    /// Note that the decode cache now holds code from this physical page: writes to it
+    /// must take the slow path so the cache can drop what they overwrite.
+    pub fn mark_code_page(&mut self, phys: u64) {
+        if !self.phys.is_code_page(phys) {
+            self.phys.set_code_page(phys, true);
+            self.tlb.drop_writes_to(phys);
+        }
+    }
+
+    /// The code pages written since the last call; their marks are cleared.
+    pub fn take_written_code(&mut self) -> Vec<u64> {
+        self.events &= !event::CODE_WRITTEN;
+        std::mem::take(&mut self.written_code)
+    }
+
+    #[cold]
+    fn read_slow(&mut self, bus: &mut dyn Bus, lin: u64, size: usize) -> Result<u64, MemFault> {
+        let last = lin.wrapping_add(size as u64 - 1);
+        if (last ^ lin) >> 12 != 0 {
+            // Crosses a page: translate both halves before reading either.
+            let p0 = self.translate(lin, Access::Read)?;
+            let p1 = self.translate(last & !(PAGE_SIZE - 1), Access::Read)?;
+            let mut v = 0u64;
+            for i in 0..size as u64 {
+                let a = lin.wrapping_add(i);
+                let p = if (a ^ lin) >> 12 == 0 { p0 + i } else { p1 + (a & (PAGE_SIZE - 1)) };
+                v |= self.phys_read(bus, p, 1) << (8 * i);
+            }
+            return Ok(v);
+        }
+        let phys = self.translate(lin, Access::Read)?;
+        if let Some(hp) = self.phys.host_page(phys) {
+            Tlb::fill(&mut self.tlb.read, lin, phys, hp.ptr);
+        }
+        Ok(self.phys_read(bus, phys, size))
+    }
+
+    #[cold]
+    fn write_slow(&mut self, bus: &mut dyn Bus, lin: u64, size: usize, v: u64) -> Result<(), MemFault> {
+        let last = lin.wrapping_add(size as u64 - 1);
+        if (last ^ lin) >> 12 != 0 {
+            let p0 = self.translate(lin, Access::Write)?;
+            let p1 = self.translate(last & !(PAGE_SIZE - 1), Access::Write)?;
+            for i in 0..size as u64 {
+                let a = lin.wrapping_add(i);
+                let p = if (a ^ lin) >> 12 == 0 { p0 + i } else { p1 + (a & (PAGE_SIZE - 1)) };
+                self.phys_write(bus, p, 1, v >> (8 * i));
+            }
+            return Ok(());
+        }
+        let phys = self.translate(lin, Access::Write)?;
+        if let Some(hp) = self.phys.host_page(phys) {
+            if hp.writable && !self.phys.is_code_page(phys) {
+                Tlb::fill(&mut self.tlb.write, lin, phys, hp.ptr);
+            }
+        }
+        self.phys_write(bus, phys, size, v);
+        Ok(())
+    }
+
+    /// A physical read of 1..=8 bytes that does not cross a region boundary.
+    pub fn phys_read(&mut self, bus: &mut dyn Bus, phys: u64, size: usize) -> u64 {
+        match self.phys.byte_ptr(phys) {
+            Some((ptr, _)) if self.phys.byte_ptr(phys + size as u64 - 1).is_some() => {
+                let mut b = [0u8; 8];
+                // SAFETY: both ends of the range are in mapped memory of one page.
+                unsafe { std::ptr::copy_nonoverlapping(ptr, b.as_mut_ptr(), size) };
+                u64::from_le_bytes(b)
+            }
+            _ => bus.mmio_read(phys, size as u8),
+        }
+    }
+
+    /// A physical write of 1..=8 bytes. Writes to ROM are dropped; writes to pages
+    /// holding decoded code are recorded for the decode cache.
+    pub fn phys_write(&mut self, bus: &mut dyn Bus, phys: u64, size: usize, v: u64) {
+        match self.phys.byte_ptr(phys) {
+            Some((ptr, writable)) if self.phys.byte_ptr(phys + size as u64 - 1).is_some() => {
+                if !writable {
+                    return;
+                }
+                let b = v.to_le_bytes();
+                // SAFETY: both ends of the range are in mapped RAM of one page.
+                unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), ptr, size) };
+                if self.phys.is_code_page(phys) {
+                    let page = phys & !(PAGE_SIZE - 1);
+                    self.phys.set_code_page(page, false);
+                    self.written_code.push(page);
+                    self.events |= event::CODE_WRITTEN;
+                }
+            }
+            _ => {
+                if bus.mmio_write(phys, size as u8, v) == BusFlow::Stop {
+                    self.events |= event::BUS_STOP;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NullBus;
+
+    fn mmu() -> Mmu {
+        let mut p = PhysMem::new();
+        p.add_ram(0, 0x20_0000).unwrap();
+        Mmu::new(p)
+    }
+
+    #[test]
+    fn read_write_through_tlb_and_across_pages() {
+        let mut m = mmu();
+        let bus = &mut NullBus;
+        m.write::<u32>(bus, 0x1000, 0xDEADBEEF).unwrap();
+        assert_eq!(m.read::<u32>(bus, 0x1000).unwrap(), 0xDEADBEEF);
+        m.write::<u64>(bus, 0x1FFD, 0x1122334455667788).unwrap();
+        assert_eq!(m.read::<u64>(bus, 0x1FFD).unwrap(), 0x1122334455667788);
+        assert_eq!(m.read::<u8>(bus, 0x2000).unwrap(), 0x55);
+    }
+
+    #[test]
+    fn a20_gate_wraps_bit_20() {
+        let mut m = mmu();
+        let bus = &mut NullBus;
+        m.write::<u8>(bus, 0x10_0010, 0x5A).unwrap();
+        m.set_a20(false);
+        m.write::<u8>(bus, 0x10_0000, 0x77).unwrap();
+        assert_eq!(m.read::<u8>(bus, 0x0).unwrap(), 0x77);
+        m.set_a20(true);
+        assert_eq!(m.read::<u8>(bus, 0x10_0010).unwrap(), 0x5A);
+    }
+
+    #[test]
+    fn unmapped_space_is_mmio() {
+        let mut m = mmu();
+        assert_eq!(m.read::<u32>(&mut NullBus, 0xFEE0_0000).unwrap(), 0xFFFF_FFFF);
+    }
+
+    #[test]
+    fn writes_to_code_pages_are_reported_even_after_a_tlb_fill() {
+        let mut m = mmu();
+        let bus = &mut NullBus;
+        m.write::<u8>(bus, 0x7C00, 1).unwrap(); // fills the write TLB
+        m.mark_code_page(0x7C00);
+        m.write::<u8>(bus, 0x7C10, 2).unwrap();
+        assert_eq!(m.events & event::CODE_WRITTEN, event::CODE_WRITTEN);
+        assert_eq!(m.take_written_code(), vec![0x7000]);
+        assert_eq!(m.events, 0);
+    }
+}

@@ -1,12 +1,12 @@
 ; string.asm - REP string instructions in real mode (16-bit boot sector).
 ;
-; Tested: REP MOVSB/MOVSW/MOVSD, REP STOSW/STOSD/STOSB, REPE CMPSB/CMPSW,
+; Tested: REP MOVSB/MOVSW/MOVSD, REP STOSW/STOSD, REPE CMPSB/CMPSW,
 ; REPNE SCASB, LODSB/LODSD, with DF=0 and DF=1, with operands and buffers that
 ; straddle 4 KiB page boundaries (0x1000, 0x2000, ...), unaligned words and
-; dwords, an overlapping backward copy (memmove), a REP with CX=0, the 32-bit
-; address-size form (67h: ESI/EDI/ECX) in real mode, a ~64 KiB copy between
-; two segments that stays inside them, and a 16-bit offset that wraps from
-; 0xFFFF to 0x0000 inside its segment.
+; dwords, an overlapping backward copy (memmove), a REP with CX=0, and the
+; 32-bit address-size form (67h: ESI/EDI/ECX) in real mode.
+; string2.asm (which would not fit in this sector) has the segment cases (a
+; ~64 KiB copy, a 16-bit offset wrap) and 67h string ops above 1 MiB.
 ;
 ; Each test prints one line:
 ;   <tag> <hash> <EAX> <ESI> <EDI> <ECX> <FLAGS & 0x8D5>
@@ -15,14 +15,13 @@
 ; ESI/EDI/ECX show that 16-bit address-size string ops leave them alone.
 ; FLAGS (OF SF ZF AF PF CF) are set by CMPS/SCAS; the other string instructions
 ; must leave them as they were, so every flag-setting instruction between the
-; tests is one whose flags are all architecturally defined (ADD/ADC/CMP, never
+; tests is one whose flags are all architecturally defined (ADD/ADC/DEC, never
 ; logic ops, shifts or multiplies).
 ;
 ; Buffers (cleared or filled with plain MOVs first, never by the string
 ; instructions under test):
 ;   SRC   0x0FF0..0x102F   bytes 0x41, 0x42, ..., 0x80 (straddles 0x1000)
 ;   work  0x1F00..0x70FF   zeroed; destinations straddle 0x2000 ... 0x7000
-;   0x10000..0x1FFFF       dwords 1, 1+0x9E3779B9, ... (source of tests Q, R)
 
         bits    16
         org     0x7c00

@@ -214,6 +214,12 @@ impl Cpu {
         self.rflags & rf::DF != 0
     }
 
+    /// Condition code `cc` (0..=15, the Jcc/SETcc/CMOVcc encoding).
+    #[inline(always)]
+    pub fn cond(&self, cc: u8) -> bool {
+        self.lazy.cond(cc, self.rflags)
+    }
+
     /// Record a lazily evaluated flag-setting operation.
     #[inline(always)]
     pub(crate) fn set_lazy<T: Word>(&mut self, op: Op, a: u64, b: u64, res: u64) {

@@ -141,6 +141,46 @@ impl Lazy {
         }
     }
 
+    /// Evaluate condition code `cc` (the low nibble of Jcc/SETcc/CMOVcc opcodes,
+    /// SDM Vol.1 B.1). After CMP/SUB the answer comes straight from the operands.
+    #[inline(always)]
+    pub fn cond(&self, cc: u8, rflags: u64) -> bool {
+        if self.op == Op::Sub {
+            let m = mask(self.bits);
+            let (a, b) = (self.a & m, self.b & m);
+            let shift = 64 - self.bits;
+            let (sa, sb) = (((a << shift) as i64) >> shift, ((b << shift) as i64) >> shift);
+            // Only SBB/SUB results differ from a - b when a borrow came in; CMP, SUB,
+            // NEG and CMPS/SCAS record res = a - b exactly.
+            if self.res & m == a.wrapping_sub(b) & m {
+                match cc {
+                    0x2 => return a < b,
+                    0x3 => return a >= b,
+                    0x4 => return a == b,
+                    0x5 => return a != b,
+                    0x6 => return a <= b,
+                    0x7 => return a > b,
+                    0xC => return sa < sb,
+                    0xD => return sa >= sb,
+                    0xE => return sa <= sb,
+                    0xF => return sa > sb,
+                    _ => {}
+                }
+            }
+        }
+        let r = match cc >> 1 {
+            0 => self.of(rflags),
+            1 => self.cf(rflags),
+            2 => self.zf(rflags),
+            3 => self.cf(rflags) || self.zf(rflags),
+            4 => self.sf(rflags),
+            5 => self.pf(rflags),
+            6 => self.sf(rflags) != self.of(rflags),
+            _ => self.zf(rflags) || self.sf(rflags) != self.of(rflags),
+        };
+        r != (cc & 1 != 0)
+    }
+
     /// The six status flags as RFLAGS bits.
     pub fn arith(&self, rflags: u64) -> u64 {
         if self.op == Op::None {
@@ -199,6 +239,26 @@ mod tests {
         // 0x80 - 1 = 0x7F: signed overflow.
         let l = lazy(Op::Sub, 8, 0x80, 1, 0x7F);
         assert_eq!(l.arith(0), rf::AF | rf::OF);
+    }
+
+    #[test]
+    fn conditions_after_cmp_agree_with_the_flags() {
+        // Every cc, for a spread of operand pairs: the operand shortcut must give what
+        // the flag formulas of SDM Vol.1 B.1 give.
+        let vals = [0u64, 1, 0x7F, 0x80, 0xFF, 0x7FFF, 0x8000, 0xFFFF_FFFF, u64::MAX];
+        for bits in [8, 16, 32, 64] {
+            for &a in &vals {
+                for &b in &vals {
+                    let l = lazy(Op::Sub, bits, a, b, a.wrapping_sub(b));
+                    let f = l.arith(0);
+                    let (cf, zf, sf, of, pf) = (f & rf::CF != 0, f & rf::ZF != 0, f & rf::SF != 0, f & rf::OF != 0, f & rf::PF != 0);
+                    let want = [of, !of, cf, !cf, zf, !zf, cf || zf, !(cf || zf), sf, !sf, pf, !pf, sf != of, sf == of, zf || sf != of, !(zf || sf != of)];
+                    for (cc, w) in want.iter().enumerate() {
+                        assert_eq!(l.cond(cc as u8, 0), *w, "cc {cc:x} a {a:x} b {b:x} bits {bits}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

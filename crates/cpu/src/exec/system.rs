@@ -152,6 +152,67 @@ fn clts(cpu: &mut Cpu, _: &mut dyn Bus, _: &Entry) -> Result<(), Fault> {
     Ok(())
 }
 
+/// CR4 bits this CPU implements. None yet: paging extensions, SSE state and the
+/// rest arrive with the features CPUID will advertise for them.
+const CR4_SUPPORTED: u64 = 0;
+
+/// The GPR operand of MOV CRn/DRn: always 32 bits outside 64-bit mode, 64 inside.
+fn sys_gpr(cpu: &Cpu, r: Register) -> u64 {
+    let v = cpu.gpr[r.full_register().number()];
+    if cpu.long64() { v } else { v & 0xFFFF_FFFF }
+}
+
+pub(crate) fn mov_to_cr(cpu: &mut Cpu, _: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
+    let v = sys_gpr(cpu, e.insn.op1_register());
+    match e.insn.op0_register() {
+        Register::CR0 => cpu.write_cr0(v),
+        Register::CR2 => {
+            cpu.cr2 = v;
+            Ok(())
+        }
+        Register::CR3 => {
+            cpu.cr3 = v;
+            cpu.mmu.flush_tlb();
+            Ok(())
+        }
+        Register::CR4 if v & !CR4_SUPPORTED == 0 => {
+            cpu.cr4 = v;
+            cpu.mmu.flush_tlb();
+            Ok(())
+        }
+        Register::CR4 => Err(Fault::gp(0)),
+        _ => Err(Fault::ud()),
+    }
+}
+
+pub(crate) fn mov_from_cr(cpu: &mut Cpu, _: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
+    let v = cpu.control_register(e.insn.op1_register()).ok_or(Fault::ud())?;
+    let dst = e.insn.op0_register().full_register().number();
+    cpu.gpr[dst] = if cpu.long64() { v } else { v & 0xFFFF_FFFF };
+    Ok(())
+}
+
+/// MOV to/from DRn. DR4/DR5 alias DR6/DR7 while CR4.DE is clear (SDM Vol.3 18.2.2).
+pub(crate) fn mov_dr(cpu: &mut Cpu, _: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
+    let (to_dr, dr, g) = if e.insn.op0_register().is_dr() {
+        (true, e.insn.op0_register(), e.insn.op1_register())
+    } else {
+        (false, e.insn.op1_register(), e.insn.op0_register())
+    };
+    let n = match dr.number() {
+        4 => 6,
+        5 => 7,
+        n => n,
+    };
+    if to_dr {
+        cpu.dr[n] = sys_gpr(cpu, g);
+    } else {
+        let v = cpu.dr[n];
+        cpu.gpr[g.full_register().number()] = if cpu.long64() { v } else { v & 0xFFFF_FFFF };
+    }
+    Ok(())
+}
+
 impl Cpu {
     /// MOV to CR0 / LMSW: the bits this CPU models; ET is hardwired to 1 (SDM Vol.3 2.5).
     pub fn write_cr0(&mut self, v: u64) -> Result<(), Fault> {

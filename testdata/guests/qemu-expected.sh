@@ -1,0 +1,58 @@
+#!/bin/sh
+# qemu-expected.sh - regenerate X.expected and X.status for every test guest,
+# using QEMU as the reference implementation.
+#
+# Reference: QEMU 7.2 (qemu-system-i386, TCG, its bundled SeaBIOS), i.e. a PC
+# model we did not write.  The committed files came from
+# "QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)".
+#
+#   X.expected  the exact bytes the guest wrote to I/O port 0xE9 (isa-debugcon).
+#               SeaBIOS writes its own debug log to port 0x402, not 0xE9, so the
+#               file holds only the guest's output.
+#   X.status    QEMU's exit status, one line:
+#                 1    the guest wrote 0 to the isa-debug-exit port 0xF4
+#                      (QEMU exits with (value << 1) | 1)
+#                 0    the guest triple-faulted (-no-reboot turns the reset into
+#                      an exit)
+#                 124  QEMU was still running when `timeout` stopped it: the
+#                      guest halted for good (halt.asm; trapeze exits 0 there)
+#
+# Boot sectors (every X.asm except rom.asm) are booted by SeaBIOS from a raw IDE
+# disk image: it loads the 512 bytes at 0000:7C00 and jumps there with DL=0x80,
+# which is what `trapeze run --flat X.bin --load 0x7c00` does.  rom.bin is the
+# whole firmware (-bios), like `trapeze run --bios rom.bin`.
+set -u
+cd "$(dirname "$0")"
+
+if ! command -v qemu-system-i386 >/dev/null 2>&1; then
+    echo "qemu-expected.sh: qemu-system-i386 not found (apt-get install qemu-system-x86)" >&2
+    exit 1
+fi
+./build.sh || exit 1
+qemu-system-i386 --version | head -n 1
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+for bin in *.bin; do
+    g="${bin%.bin}"
+    case "$g" in
+        rom) boot="-bios $bin" ;;
+        *)   boot="-drive format=raw,file=$bin,if=ide" ;;
+    esac
+    case "$g" in
+        halt) limit=5 ;;        # never exits by itself
+        *)    limit=60 ;;
+    esac
+    out="$tmp/$g.out"
+    : > "$out"
+    timeout "$limit" qemu-system-i386 -accel tcg -nographic -no-reboot \
+        -display none -monitor none -serial none \
+        -device isa-debugcon,iobase=0xe9,chardev=dbg -chardev file,id=dbg,path="$out" \
+        -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+        $boot 2>"$tmp/$g.err"
+    status=$?
+    cp "$out" "$g.expected"
+    echo "$status" > "$g.status"
+    printf '%-8s status %-3s %s bytes\n' "$g" "$status" "$(wc -c < "$g.expected")"
+done

@@ -66,6 +66,8 @@ pub struct Cpu {
     /// TSC = icount * tsc_per_insn + tsc_offset (virtual time, DESIGN.md §6).
     pub tsc_offset: u64,
     pub tsc_per_insn: u64,
+    /// Unimplemented instruction forms already logged.
+    pub(crate) unimplemented_seen: std::collections::HashSet<iced_x86::Code>,
 }
 
 impl Cpu {
@@ -101,6 +103,7 @@ impl Cpu {
             intr: false,
             tsc_offset: 0,
             tsc_per_insn: 1,
+            unimplemented_seen: Default::default(),
         };
         cpu.seg[sreg::CS] = cs;
         // EDX holds the processor signature after RESET.

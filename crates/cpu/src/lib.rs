@@ -5,6 +5,7 @@
 pub mod cpu;
 pub mod cpuid;
 pub mod decode_cache;
+pub mod dump;
 pub mod exec;
 pub mod fault;
 pub mod flags;

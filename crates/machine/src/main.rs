@@ -1,1 +1,108 @@
-fn main() {}
+//! The `trapeze` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use trapeze_machine::{parse_addr, parse_size, Config, Image, Machine, Outcome, Output, BENCH_GUEST, DEFAULT_GUEST};
+
+#[derive(Parser)]
+#[command(name = "trapeze", version, about = "A pure-software x86 PC: trap-and-emulate VMM, step debugger and emulation meter")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Boot a guest (with no image: the embedded default guest).
+    Run(RunArgs),
+    /// Run the integer-loop benchmark guest and report guest MIPS.
+    Bench {
+        /// Repetitions; the best is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// A raw image (e.g. a 512-byte boot sector), started in real mode at 0000:ADDR with DL=0x80.
+    #[arg(long, value_name = "FILE", conflicts_with = "bios")]
+    flat: Option<PathBuf>,
+    /// Where --flat loads its image.
+    #[arg(long, value_name = "ADDR", value_parser = parse_addr, default_value = "0x7c00")]
+    load: u64,
+    /// A firmware ROM, mapped to end at 0xFFFFF (and at 4 GiB) and started at F000:FFF0.
+    #[arg(long, value_name = "FILE")]
+    bios: Option<PathBuf>,
+    /// Guest RAM (K/M/G suffixes).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "256M")]
+    memory: u64,
+    /// Stop after this many instructions (exit status 6).
+    #[arg(long, value_name = "N")]
+    max_instructions: Option<u64>,
+    /// Print instructions retired, guest MIPS and exits by reason on stderr at the end.
+    #[arg(long)]
+    stats: bool,
+    /// Where port 0xE9 output goes: stdio, none or file:PATH.
+    #[arg(long, value_name = "WHERE", default_value = "stdio")]
+    debugcon: Output,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Bench { runs } => bench(runs),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("trapeze: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: RunArgs) -> Result<i32, trapeze_machine::MachineError> {
+    let image = match (&args.flat, &args.bios) {
+        (Some(f), _) => Image::flat_file(f, args.load)?,
+        (None, Some(b)) => Image::bios_file(b)?,
+        (None, None) => Image::Flat { data: DEFAULT_GUEST.to_vec(), load: 0x7c00 },
+    };
+    let cfg = Config { memory: args.memory, image, debugcon: args.debugcon };
+    let mut m = Machine::new(&cfg)?;
+    let outcome = m.run(args.max_instructions);
+    eprintln!("trapeze: {}", outcome.describe());
+    if outcome == Outcome::TripleFault {
+        eprint!("{}", m.cpu.dump());
+    }
+    if args.stats {
+        eprint!("trapeze: stats\n{}", m.report());
+    }
+    Ok(outcome.exit_status())
+}
+
+fn bench(runs: u32) -> Result<i32, trapeze_machine::MachineError> {
+    let cfg = Config {
+        memory: 16 << 20,
+        image: Image::Flat { data: BENCH_GUEST.to_vec(), load: 0x7c00 },
+        debugcon: Output::None,
+    };
+    let mut best: Option<trapeze_machine::RunStats> = None;
+    for _ in 0..runs.max(1) {
+        let mut m = Machine::new(&cfg)?;
+        let outcome = m.run(None);
+        if outcome != Outcome::DebugExit(0) {
+            eprintln!("trapeze: bench guest did not finish: {}", outcome.describe());
+            return Ok(1);
+        }
+        if best.as_ref().is_none_or(|b| m.stats.wall < b.wall) {
+            best = Some(m.stats.clone());
+        }
+    }
+    let b = best.expect("at least one run");
+    println!("intloop (32-bit ALU loop, 9 instructions x 10,000,000): {} instructions in {:.3} s = {:.1} guest MIPS", b.instructions, b.wall.as_secs_f64(), b.mips());
+    Ok(0)
+}

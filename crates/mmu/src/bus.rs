@@ -7,6 +7,8 @@ pub enum BusFlow {
     /// A device asked to end the run (e.g. the debug-exit port). The CPU finishes the
     /// current instruction and returns to the machine.
     Stop,
+    /// The A20 gate changed (the CPU's A20M# input: port 0x92, i8042 output port).
+    A20(bool),
 }
 
 /// Port I/O and MMIO, implemented by the machine over its devices. Sizes are in bytes

@@ -145,6 +145,15 @@ impl Mmu {
         Ok(phys)
     }
 
+    /// Act on what a device asked for after an access.
+    pub fn bus_flow(&mut self, f: BusFlow) {
+        match f {
+            BusFlow::Continue => {}
+            BusFlow::Stop => self.events |= event::BUS_STOP,
+            BusFlow::A20(on) => self.set_a20(on),
+        }
+    }
+
     /// Note that the decode cache now holds code from this physical page: writes to it
     /// must take the slow path so the cache can drop what they overwrite.
     pub fn mark_code_page(&mut self, phys: u64) {
@@ -237,9 +246,8 @@ impl Mmu {
                 }
             }
             _ => {
-                if bus.mmio_write(phys, size as u8, v) == BusFlow::Stop {
-                    self.events |= event::BUS_STOP;
-                }
+                let flow = bus.mmio_write(phys, size as u8, v);
+                self.bus_flow(flow);
             }
         }
     }

@@ -1,0 +1,185 @@
+//! Whole-guest tests: every guest in testdata/guests runs under trapeze and must write
+//! exactly the bytes QEMU 7.2 (TCG) wrote for it (testdata/guests/*.expected), through
+//! the real `trapeze` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn guests_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/guests")
+}
+
+fn trapeze() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_trapeze"))
+}
+
+/// Run a guest; returns (debug console bytes, exit status, stderr).
+fn run_guest(name: &str, extra: &[&str]) -> (Vec<u8>, i32, String) {
+    let dir = guests_dir();
+    let image = dir.join(format!("{name}.bin"));
+    let kind = if name == "rom" { "--bios" } else { "--flat" };
+    let mut cmd = trapeze();
+    cmd.args(["run", kind]).arg(&image).args(["--memory", "16M"]).args(extra);
+    if !extra.contains(&"--max-instructions") {
+        // A guest that goes wrong must not hang the test.
+        cmd.args(["--max-instructions", "500000000"]);
+    }
+    let out = cmd.output().expect("trapeze runs");
+    (out.stdout, out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// The QEMU reference. Two statuses differ by design, not by bug: QEMU never exits
+/// on CLI;HLT (its 124 is `timeout`'s), where trapeze ends the run with 0; and QEMU
+/// -no-reboot exits 0 on a triple fault, where trapeze reports it with status 4.
+fn expected(name: &str) -> (Vec<u8>, i32) {
+    let dir = guests_dir();
+    let out = std::fs::read(dir.join(format!("{name}.expected"))).unwrap();
+    let qemu: i32 = std::fs::read_to_string(dir.join(format!("{name}.status"))).unwrap().trim().parse().unwrap();
+    let status = match name {
+        "halt" => 0,
+        "triple" => 4,
+        _ => qemu,
+    };
+    (out, status)
+}
+
+fn check(name: &str) {
+    let (out, status, err) = run_guest(name, &[]);
+    let (want, want_status) = expected(name);
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        String::from_utf8_lossy(&want),
+        "{name}: debug console differs from QEMU's\nstderr:\n{err}"
+    );
+    assert_eq!(status, want_status, "{name}: exit status\nstderr:\n{err}");
+}
+
+#[test]
+fn hello_default_guest() {
+    check("hello");
+}
+
+#[test]
+fn protected_mode_entry() {
+    check("pmode");
+}
+
+#[test]
+fn self_modifying_code() {
+    check("smc");
+}
+
+#[test]
+fn rep_strings_across_pages() {
+    check("string");
+}
+
+#[test]
+fn rep_strings_segments_and_32bit_addressing() {
+    check("string2");
+}
+
+#[test]
+fn bios_rom_at_reset_vector() {
+    check("rom");
+}
+
+#[test]
+fn integer_loop() {
+    check("intloop");
+}
+
+#[test]
+fn triple_fault_ends_with_a_register_dump() {
+    check("triple");
+    let (_, _, err) = run_guest("triple", &[]);
+    assert!(err.contains("triple fault"), "{err}");
+    assert!(err.contains("rip=") && err.contains("cr0="), "register dump missing:\n{err}");
+}
+
+#[test]
+fn halted_cpu_ends_the_run() {
+    check("halt");
+    let (_, _, err) = run_guest("halt", &[]);
+    assert!(err.contains("halted"), "{err}");
+}
+
+#[test]
+fn default_guest_is_embedded() {
+    let out = trapeze().arg("run").output().unwrap();
+    let (want, status) = expected("hello");
+    assert_eq!(out.stdout, want);
+    assert_eq!(out.status.code(), Some(status));
+}
+
+#[test]
+fn same_guest_same_instruction_count() {
+    let count = || {
+        let (_, _, err) = run_guest("string", &["--stats"]);
+        err.lines().find(|l| l.contains("instructions retired")).map(str::to_owned).expect("stats line")
+    };
+    assert_eq!(count(), count());
+}
+
+#[test]
+fn stats_report_mips_and_exits() {
+    let (_, _, err) = run_guest("hello", &["--stats"]);
+    for k in ["instructions retired", "guest MIPS", "VMM exits", "port traps by device", "debugcon"] {
+        assert!(err.contains(k), "missing {k}:\n{err}");
+    }
+}
+
+#[test]
+fn debugcon_to_file_and_none() {
+    let path = std::env::temp_dir().join(format!("trapeze-debugcon-{}.txt", std::process::id()));
+    let (out, status, _) = run_guest("hello", &["--debugcon", &format!("file:{}", path.display())]);
+    assert!(out.is_empty());
+    assert_eq!(status, 1);
+    assert_eq!(std::fs::read(&path).unwrap(), expected("hello").0);
+    let _ = std::fs::remove_file(&path);
+    let (out, _, _) = run_guest("hello", &["--debugcon", "none"]);
+    assert!(out.is_empty());
+}
+
+#[test]
+fn instruction_limit_stops_a_run() {
+    let (_, status, err) = run_guest("intloop", &["--max-instructions", "1000"]);
+    assert_eq!(status, 6, "{err}");
+    assert!(err.contains("instruction limit"), "{err}");
+}
+
+/// Bad host input: a one-line error, a non-zero status, never a panic.
+#[test]
+fn bad_input_is_a_clear_error() {
+    let tmp = std::env::temp_dir();
+    let empty = tmp.join(format!("trapeze-empty-{}.bin", std::process::id()));
+    std::fs::write(&empty, b"").unwrap();
+    let big = tmp.join(format!("trapeze-big-{}.bin", std::process::id()));
+    std::fs::write(&big, vec![0u8; 3 << 20]).unwrap();
+    let odd_rom = tmp.join(format!("trapeze-odd-{}.rom", std::process::id()));
+    std::fs::write(&odd_rom, vec![0u8; 1000]).unwrap();
+    let cases: Vec<Vec<String>> = vec![
+        vec!["--flat".into(), "/nonexistent/image.bin".into()],
+        vec!["--flat".into(), empty.display().to_string()],
+        vec!["--flat".into(), big.display().to_string(), "--memory".into(), "2M".into()],
+        vec!["--flat".into(), big.display().to_string(), "--load".into(), "0x200000".into()],
+        vec!["--bios".into(), odd_rom.display().to_string()],
+        vec!["--memory".into(), "lots".into()],
+        vec!["--memory".into(), "64T".into()],
+        vec!["--memory".into(), "12Q".into()],
+        vec!["--load".into(), "zz".into()],
+        vec!["--debugcon".into(), "tcp:9".into()],
+        vec!["--frobnicate".into()],
+    ];
+    for args in cases {
+        let out = trapeze().arg("run").args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{args:?} should fail");
+        assert!(out.status.code().is_some(), "{args:?} died by a signal");
+        assert!(!err.contains("panicked"), "{args:?} panicked:\n{err}");
+        assert!(err.to_lowercase().contains("error"), "{args:?}: no error message:\n{err}");
+    }
+    for p in [empty, big, odd_rom] {
+        let _ = std::fs::remove_file(p);
+    }
+}

@@ -26,27 +26,40 @@ pub mod vector {
 }
 
 /// An exception raised by an instruction.
+///
+/// Packed into 16 bytes so that `Result<(), Fault>`, which every handler returns,
+/// comes back in two registers instead of through memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fault {
-    pub vector: u8,
-    pub error_code: Option<u32>,
     /// For #PF: the faulting linear address, loaded into CR2 on delivery.
     pub cr2: u64,
+    code: u32,
+    pub vector: u8,
+    has_code: bool,
 }
 
 impl Fault {
     pub const fn new(vector: u8) -> Self {
         Fault {
-            vector,
-            error_code: None,
             cr2: 0,
+            code: 0,
+            vector,
+            has_code: false,
         }
     }
     pub const fn with_code(vector: u8, code: u32) -> Self {
         Fault {
-            vector,
-            error_code: Some(code),
             cr2: 0,
+            code,
+            vector,
+            has_code: true,
+        }
+    }
+    pub const fn error_code(&self) -> Option<u32> {
+        if self.has_code {
+            Some(self.code)
+        } else {
+            None
         }
     }
     pub const fn de() -> Self {
@@ -70,13 +83,14 @@ impl From<MemFault> for Fault {
     fn from(f: MemFault) -> Self {
         match f {
             MemFault::Page { addr, error_code } => Fault {
-                vector: vector::PF,
-                error_code: Some(error_code),
                 cr2: addr,
+                ..Fault::with_code(vector::PF, error_code)
             },
         }
     }
 }
+
+const _: () = assert!(std::mem::size_of::<Result<(), Fault>>() == 16);
 
 /// Exception classes for the double-fault rules (SDM Vol.3 6.15, Table 6-4/6-5).
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -82,7 +82,7 @@ impl Cpu {
                 _ => {}
             }
             let ret = self.rip;
-            match self.deliver(bus, f.vector, f.error_code, ret) {
+            match self.deliver(bus, f.vector, f.error_code(), ret) {
                 Ok(()) => return,
                 Err(f2) => {
                     first = Some(f.vector);

@@ -46,7 +46,7 @@ fn completed(o: Outcome) -> State {
 fn base_state() -> State {
     let mut st = State::zeroed();
     for (i, r) in st.gpr.iter_mut().enumerate() {
-        *r = 0x1111_0000_0000_0000 * (i as u64 + 1) + i as u64;
+        *r = 0x0101_0000_0000_0000 * (i as u64 + 1) + i as u64; // 0x0101.. .. 0x1010..
     }
     st.gpr[RSP] = STACK_ADDR + 0x800;
     for (i, b) in st.data.iter_mut().enumerate() {
@@ -77,7 +77,7 @@ fn sdm_add64(a: u64, b: u64) -> (u64, u64) {
     if carry {
         f |= CF;
     }
-    if (r as u8).count_ones() % 2 == 0 {
+    if (r as u8).count_ones() & 1 == 0 {
         f |= PF; // PF: even number of 1 bits in the low byte of the result
     }
     if (a ^ b ^ r) & 0x10 != 0 {
@@ -232,7 +232,14 @@ fn other_faults() {
     let mut s = base_state();
     s.gpr[RSI] = DATA_ADDR - 1;
     assert_eq!(run_one(&[0x8A, 0x06], &s), Outcome::Fault(Signal::Segv)); // mov al, [rsi]
-                                                                          // Non-canonical stack reference is #SS, which Linux reports as SIGBUS.
+                                                                          // Faulting with a garbage RSP: the handler must not need the guest stack.
+    let mut s = base_state();
+    s.gpr[RSP] = 0;
+    assert_eq!(
+        run_one(&[0x48, 0x8B, 0x04, 0x25, 0, 0, 0, 0], &s), // mov rax, [0]
+        Outcome::Fault(Signal::Segv)
+    );
+    // Non-canonical stack reference is #SS, which Linux reports as SIGBUS.
     let mut s = base_state();
     s.gpr[RSP] = 0x8000_0000_0000_0000;
     assert_eq!(run_one(&[0x50], &s), Outcome::Fault(Signal::Bus)); // push rax

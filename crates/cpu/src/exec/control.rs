@@ -25,6 +25,7 @@ pub(crate) fn register(t: &mut Table) {
     t.on(Mnemonic::Int3, |_| Some(int3));
     t.on(Mnemonic::Into, |_| Some(into));
     t.on(Mnemonic::Int1, |_| Some(int1));
+    t.on(Mnemonic::Bound, |i| Some(if crate::exec::op_size(i, 0) == 2 { bound::<u16> } else { bound::<u32> }));
     t.on_all(&[Mnemonic::Iret, Mnemonic::Iretd], |i| {
         Some(if i.mnemonic() == Mnemonic::Iret { iret::<u16> } else { iret::<u32> })
     });
@@ -306,6 +307,19 @@ fn into(cpu: &mut Cpu, bus: &mut dyn Bus, _: &Entry) -> Result<(), Fault> {
 /// INT1 (ICEBP, F1): a #DB trap that returns after the instruction.
 fn int1(cpu: &mut Cpu, bus: &mut dyn Bus, _: &Entry) -> Result<(), Fault> {
     cpu.software_interrupt(bus, vector::DB)
+}
+
+/// BOUND r, m: #BR unless lower <= r <= upper, all signed (SDM Vol.2A BOUND).
+fn bound<T: Word>(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
+    let idx = cpu.reg::<T>(e.insn.op0_register()).sext() as i64;
+    let off = cpu.ea(&e.mem);
+    let seg = e.mem.seg as usize;
+    let lower = cpu.read_mem::<T>(bus, seg, off)?.sext() as i64;
+    let upper = cpu.read_mem::<T>(bus, seg, off.wrapping_add(T::BYTES as u64) & e.mem.addr_mask)?.sext() as i64;
+    if idx < lower || idx > upper {
+        return Err(Fault::new(vector::BR));
+    }
+    Ok(())
 }
 
 /// IRET/IRETD: pop IP, CS and FLAGS. Real mode and same-privilege protected mode;

@@ -35,6 +35,7 @@ pub(crate) fn register(t: &mut Table) {
     t.on(Mnemonic::Cdq, |_| Some(sign_to_dx::<u32>));
     t.on(Mnemonic::Cqo, |_| Some(sign_to_dx::<u64>));
     t.on(Mnemonic::Xlatb, |_| Some(xlat));
+    t.on(Mnemonic::Salc, |_| Some(salc));
     t.on(Mnemonic::Lahf, |_| Some(lahf));
     t.on(Mnemonic::Sahf, |_| Some(sahf));
     t.on_all(CMOVCC, |i| cc_select(i, &CMOV_BY_SIZE));
@@ -272,6 +273,13 @@ fn lahf(cpu: &mut Cpu, _: &mut dyn Bus, _: &Entry) -> Result<(), Fault> {
 fn sahf(cpu: &mut Cpu, _: &mut dyn Bus, _: &Entry) -> Result<(), Fault> {
     let ah = cpu.reg::<u8>(Register::AH) as u64;
     cpu.set_arith_flags(AH_FLAGS, ah);
+    Ok(())
+}
+
+/// SALC (D6, undocumented, outside 64-bit mode): AL = CF ? 0xFF : 0, flags unchanged.
+fn salc(cpu: &mut Cpu, _: &mut dyn Bus, _: &Entry) -> Result<(), Fault> {
+    let v = if cpu.cf() { 0xFF } else { 0 };
+    cpu.set_gpr::<u8>(gpr::RAX, v);
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 //! and is counted in `stats.io_exits`.
 
 use iced_x86::{Instruction, Mnemonic, OpKind};
-use trapeze_mmu::{event, Bus, BusFlow};
+use trapeze_mmu::Bus;
 
 use crate::cpu::Cpu;
 use crate::decode_cache::Entry;
@@ -13,9 +13,13 @@ use crate::state::{gpr, Word};
 
 pub(crate) fn register(t: &mut Table) {
     // IN AL/AX/EAX, imm8|DX: the accumulator is operand 0.
-    t.on(Mnemonic::In, |i| by_port_size(i, 0, [input::<u8>, input::<u16>, input::<u32>]));
+    t.on(Mnemonic::In, |i| {
+        by_port_size(i, 0, [input::<u8>, input::<u16>, input::<u32>])
+    });
     // OUT imm8|DX, AL/AX/EAX: the accumulator is operand 1.
-    t.on(Mnemonic::Out, |i| by_port_size(i, 1, [output::<u8>, output::<u16>, output::<u32>]));
+    t.on(Mnemonic::Out, |i| {
+        by_port_size(i, 1, [output::<u8>, output::<u16>, output::<u32>])
+    });
 }
 
 /// The handler for a 1-, 2- or 4-byte access, sized by operand `n`.
@@ -45,15 +49,19 @@ pub(crate) fn port_in<T: Word>(cpu: &mut Cpu, bus: &mut dyn Bus, port: u16) -> R
     Ok(T::from_u64(bus.io_in(port, T::BYTES as u8) as u64))
 }
 
-/// Write a T-sized value to `port`. A device that asks to end the run gets its stop
-/// after this instruction.
+/// Write a T-sized value to `port`. What the device asks for in return (end the run
+/// after this instruction, move the A20 gate) goes to the MMU.
 #[inline]
-pub(crate) fn port_out<T: Word>(cpu: &mut Cpu, bus: &mut dyn Bus, port: u16, v: T) -> Result<(), Fault> {
+pub(crate) fn port_out<T: Word>(
+    cpu: &mut Cpu,
+    bus: &mut dyn Bus,
+    port: u16,
+    v: T,
+) -> Result<(), Fault> {
     io_permitted(cpu, port, T::BYTES)?;
     cpu.stats.io_exits += 1;
-    if bus.io_out(port, T::BYTES as u8, v.to_u64() as u32) == BusFlow::Stop {
-        cpu.mmu.events |= event::BUS_STOP;
-    }
+    let flow = bus.io_out(port, T::BYTES as u8, v.to_u64() as u32);
+    cpu.mmu.bus_flow(flow);
     Ok(())
 }
 
@@ -80,7 +88,7 @@ fn output<T: Word>(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result<(), Fa
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::{Cpu, Exit, Mmu, PhysMem};
+    use crate::{BusFlow, Cpu, Exit, Mmu, PhysMem};
 
     /// A bus that records port writes, answers reads with `port ^ 0x5A5A_5A5A`
     /// (truncated to the access size), and stops the run on a write to port 0xF4.
@@ -125,6 +133,43 @@ pub(crate) mod tests {
         cpu
     }
 
+    /// `real_mode` switched to 32-bit protected mode by hand: CR0.PE and a 32-bit
+    /// (D=1) CS with base 0; the data segments and the 16-bit stack stay as they are.
+    pub(crate) fn protected32(code: &[u8]) -> Cpu {
+        let mut cpu = real_mode(code);
+        cpu.cr0 |= crate::cr0::PE;
+        cpu.seg[crate::sreg::CS].attr |= crate::attr::DB;
+        cpu
+    }
+
+    /// `real_mode` switched to 64-bit mode by hand: CR0.PE|PG, EFER.LME|LMA and an
+    /// L=1 CS (paging is identity until the MMU walks page tables).
+    pub(crate) fn long_mode(code: &[u8]) -> Cpu {
+        let mut cpu = real_mode(code);
+        cpu.cr0 |= crate::cr0::PE | crate::cr0::PG;
+        cpu.efer |= crate::efer::LME | crate::efer::LMA;
+        cpu.seg[crate::sreg::CS].attr |= crate::attr::L;
+        cpu
+    }
+
+    pub(crate) fn read<const N: usize>(cpu: &Cpu, addr: u64) -> [u8; N] {
+        let mut b = [0u8; N];
+        cpu.mmu.phys.read_bytes(addr, &mut b).unwrap();
+        b
+    }
+
+    pub(crate) fn read16(cpu: &Cpu, addr: u64) -> u16 {
+        u16::from_le_bytes(read(cpu, addr))
+    }
+
+    pub(crate) fn read32(cpu: &Cpu, addr: u64) -> u32 {
+        u32::from_le_bytes(read(cpu, addr))
+    }
+
+    pub(crate) fn read64(cpu: &Cpu, addr: u64) -> u64 {
+        u64::from_le_bytes(read(cpu, addr))
+    }
+
     #[test]
     fn in_imm8_and_dx_fill_the_accumulator_at_the_operand_size() {
         // in al,0x60 ; in ax,dx ; in eax,dx ; hlt
@@ -151,7 +196,15 @@ pub(crate) mod tests {
         cpu.gpr[gpr::RDX] = 0x1234;
         let mut bus = PortLog::default();
         assert_eq!(cpu.run(&mut bus, 100), Exit::Stop);
-        assert_eq!(bus.writes, [(0x80, 1, 0xEF), (0x1234, 2, 0xBEEF), (0x1234, 4, 0xDEAD_BEEF), (0xF4, 1, 0xEF)]);
+        assert_eq!(
+            bus.writes,
+            [
+                (0x80, 1, 0xEF),
+                (0x1234, 2, 0xBEEF),
+                (0x1234, 4, 0xDEAD_BEEF),
+                (0xF4, 1, 0xEF)
+            ]
+        );
         // The stop comes after the OUT completes: RIP is at the HLT.
         assert_eq!(cpu.rip, 0x1007);
         assert_eq!(cpu.run(&mut bus, 100), Exit::Halt);

@@ -85,7 +85,11 @@ fn invalid(_: &mut Cpu, _: &mut dyn Bus, _: &Entry) -> Result<(), Fault> {
     Err(Fault::ud())
 }
 
+/// Logs once per instruction form, so a guest looping over one cannot flood the log.
 fn unimplemented(cpu: &mut Cpu, _: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
+    if !cpu.unimplemented_seen.insert(e.insn.code()) {
+        return Err(Fault::ud());
+    }
     eprintln!(
         "trapeze: unimplemented instruction {:?} at {:04x}:{:x} (#UD)",
         e.insn.code(),
@@ -97,10 +101,11 @@ fn unimplemented(cpu: &mut Cpu, _: &mut dyn Bus, e: &Entry) -> Result<(), Fault>
 
 /// Does this instruction end a basic block? Control transfers do, and so does
 /// anything that can change how the following instructions decode or execute
-/// (mode, paging, interrupt flag and shadow, A20 or a device behind a port).
+/// (mode, paging, interrupt flag and shadow, A20 or a device behind a port), and a
+/// REP string instruction, which restarts itself by leaving `next_ip` at its own IP.
 pub fn ends_block(i: &Instruction) -> bool {
     use Mnemonic::*;
-    if i.flow_control() != FlowControl::Next {
+    if i.flow_control() != FlowControl::Next || string::repeats(i) {
         return true;
     }
     match i.mnemonic() {

@@ -24,6 +24,7 @@ pub(crate) fn register(t: &mut Table) {
     t.on(Mnemonic::Hlt, |_| Some(hlt));
     t.on_all(&[Mnemonic::Nop, Mnemonic::Pause], |_| Some(nop));
     t.on_all(&[Mnemonic::Wbinvd, Mnemonic::Invd], |_| Some(nop));
+    t.on(Mnemonic::Wait, |_| Some(wait));
     t.on(Mnemonic::Cpuid, |_| Some(cpuid));
     t.on(Mnemonic::Rdtsc, |_| Some(rdtsc));
     t.on(Mnemonic::Lgdt, |_| Some(load_table::<true>));
@@ -74,6 +75,15 @@ fn hlt(cpu: &mut Cpu, _: &mut dyn Bus, _: &Entry) -> Result<(), Fault> {
 }
 
 fn nop(_: &mut Cpu, _: &mut dyn Bus, _: &Entry) -> Result<(), Fault> {
+    Ok(())
+}
+
+/// WAIT/FWAIT: #NM when CR0.MP and CR0.TS are both set; otherwise it waits for
+/// pending x87 exceptions, and the x87 has none to report here.
+fn wait(cpu: &mut Cpu, _: &mut dyn Bus, _: &Entry) -> Result<(), Fault> {
+    if cpu.cr0 & (cr0::MP | cr0::TS) == cr0::MP | cr0::TS {
+        return Err(Fault::new(crate::fault::vector::NM));
+    }
     Ok(())
 }
 

@@ -26,7 +26,8 @@
 //!   as the span of bytes that differ from the input page (copied into a bump arena in the same
 //!   mapping), and the parent rebuilds full pages from the input. A progress counter is published
 //!   after each case.
-//! * The parent waits on the child (pidfd + poll, or a sleeping `waitpid(WNOHANG)` loop). If the
+//! * The parent waits on the child (pidfd + poll, or a sleeping `waitpid(WNOHANG)` loop) and
+//!   builds the outcomes of finished cases while the child runs the next ones. If the
 //!   child dies, or makes no progress for the stall timeout (then it is SIGKILLed), the remaining
 //!   cases are run again in a new child. A case that was running when two children died is
 //!   reported as `Fault(Signal::Other(n))`, see [`Signal::Other`].
@@ -49,6 +50,15 @@
 //! bases or segment registers the host relies on. Instructions that read RIP (RIP-relative
 //! operands, `lea r, [rip]`) see the code at [`CODE_ADDR`]; the bytes after the instruction are
 //! the harness's return jump. MXCSR and the x87 control word are restored after every case.
+//!
+//! # Host notes (Intel Xeon, Linux 6.x, checked by `native_selftest`)
+//!
+//! * POPFQ of all ones at CPL 3 yields RFLAGS = 0x244FD7: CF PF AF ZF SF TF IF DF OF NT AC ID
+//!   and bit 1. IOPL stays 0, IF stays 1, RF/VM/VIF/VIP stay 0, as the SDM says for CPL > IOPL.
+//! * User mode CAN set AC, and Linux runs with CR0.AM=1, so after a guest POPFQ with AC every
+//!   misaligned access faults (#AC → SIGBUS); the harness's own accesses are all aligned.
+//! * Linux reports #SS (e.g. a stack access with non-canonical RSP) as SIGBUS, not SIGSEGV;
+//!   #GP (HLT, CLI, non-canonical data address) and #PF are SIGSEGV.
 #![allow(dead_code)]
 
 use std::cell::UnsafeCell;
@@ -172,9 +182,11 @@ pub fn run_native_with_timeout(cases: &[(Vec<u8>, State)], stall: Duration) -> V
         return Vec::new();
     }
     let shm = Shared::new(n);
+    // Results in case order, appended while the child runs (records below `done` are final).
+    // Only reserved here: pages written before fork() would be copied on write afterwards.
+    let mut out: Vec<Outcome> = Vec::with_capacity(n);
     // Per case: how many children died while it was the next case to finish.
     let mut strikes = vec![0u8; n];
-    let mut blamed: Vec<Option<Signal>> = vec![None; n];
     // Children that died before even finishing their setup.
     let mut setup_deaths = 0;
     let mut start = 0;
@@ -203,7 +215,13 @@ pub fn run_native_with_timeout(cases: &[(Vec<u8>, State)], stall: Duration) -> V
             unsafe { libc::_exit(EXIT_CHILD_PANIC) };
         }
 
-        let status = wait_child(pid, h, stall);
+        // Decode finished records while the child works on the next ones (the page copies
+        // into fresh Vecs cost as much as running the cases).
+        let status = wait_child(pid, h, stall, &mut |done| {
+            while out.len() < done {
+                out.push(decode(&shm, cases, out.len()));
+            }
+        });
         let done = h.done.load(Ordering::Acquire) as usize;
         let setup_error = h.setup_error.load(Ordering::Relaxed);
         if setup_error != 0 {
@@ -215,6 +233,9 @@ pub fn run_native_with_timeout(cases: &[(Vec<u8>, State)], stall: Duration) -> V
                 "native oracle: child setup failed at {stage}: {}",
                 std::io::Error::from_raw_os_error((setup_error & 0xffff_ffff) as i32)
             );
+        }
+        while out.len() < done {
+            out.push(decode(&shm, cases, out.len()));
         }
         if done >= n {
             break; // everything finished (whatever happened afterwards is irrelevant)
@@ -246,52 +267,49 @@ pub fn run_native_with_timeout(cases: &[(Vec<u8>, State)], stall: Duration) -> V
         // Case `done` was running (or about to) when the child died: retry it once, then blame it.
         strikes[done] += 1;
         if strikes[done] >= 2 {
-            blamed[done] = Some(Signal::Other(signo));
+            debug_assert_eq!(out.len(), done);
+            out.push(Outcome::Fault(Signal::Other(signo)));
             start = done + 1;
         } else {
             start = done;
         }
     }
 
-    (0..n)
-        .map(|i| {
-            if let Some(sig) = blamed[i] {
-                return Outcome::Fault(sig);
+    assert_eq!(out.len(), n, "native oracle: missing results");
+    out
+}
+
+/// Builds the outcome of case `i` from its committed record and the case's input pages.
+fn decode(shm: &Shared, cases: &[(Vec<u8>, State)], i: usize) -> Outcome {
+    // SAFETY: record i was committed (the child published done > i with Release, and the
+    // caller loaded it with Acquire); nobody writes it any more.
+    let r = unsafe { ptr::read(shm.record(i)) };
+    match r.kind {
+        KIND_COMPLETED => {
+            let input = &cases[i].1;
+            let mut data = input.data.clone();
+            let mut stack = input.stack.clone();
+            let (dlo, dl) = (r.data_lo as usize, r.data_len as usize);
+            let (slo, sl) = (r.stack_lo as usize, r.stack_len as usize);
+            assert!(dlo + dl <= DATA_SIZE && slo + sl <= STACK_SIZE);
+            let d0 = r.arena_off as usize;
+            // SAFETY: the spans were checked against the page sizes; the arena holds
+            // dl + sl bytes at d0 (within the mapping, sized for the worst case).
+            unsafe {
+                let arena = shm.arena();
+                ptr::copy_nonoverlapping(arena.add(d0), data.as_mut_ptr().add(dlo), dl);
+                ptr::copy_nonoverlapping(arena.add(d0 + dl), stack.as_mut_ptr().add(slo), sl);
             }
-            // SAFETY: the child has exited; record i was committed (done > i).
-            let r = unsafe { ptr::read(shm.record(i)) };
-            match r.kind {
-                KIND_COMPLETED => {
-                    let input = &cases[i].1;
-                    let mut data = input.data.clone();
-                    let mut stack = input.stack.clone();
-                    let arena = shm.arena();
-                    let (dl, sl) = (r.data_len as usize, r.stack_len as usize);
-                    let d0 = r.arena_off as usize;
-                    unsafe {
-                        ptr::copy_nonoverlapping(
-                            arena.add(d0),
-                            data.as_mut_ptr().add(r.data_lo as usize),
-                            dl,
-                        );
-                        ptr::copy_nonoverlapping(
-                            arena.add(d0 + dl),
-                            stack.as_mut_ptr().add(r.stack_lo as usize),
-                            sl,
-                        );
-                    }
-                    Outcome::Completed(State {
-                        gpr: r.gpr,
-                        rflags: r.rflags,
-                        data,
-                        stack,
-                    })
-                }
-                KIND_FAULT => Outcome::Fault(Signal::from_signo(r.signo)),
-                k => panic!("native oracle: case {i} has no result (record kind {k})"),
-            }
-        })
-        .collect()
+            Outcome::Completed(State {
+                gpr: r.gpr,
+                rflags: r.rflags,
+                data,
+                stack,
+            })
+        }
+        KIND_FAULT => Outcome::Fault(Signal::from_signo(r.signo)),
+        k => panic!("native oracle: case {i} has no result (record kind {k})"),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -390,6 +408,11 @@ impl Shared {
         unsafe { (self.base.add(self.records_off) as *mut Record).add(i) }
     }
 
+    /// Arena capacity: enough for every case rewriting both pages completely.
+    fn arena_capacity(&self) -> usize {
+        self.len - self.arena_off
+    }
+
     fn arena(&self) -> *mut u8 {
         // SAFETY: in bounds of the mapping.
         unsafe { self.base.add(self.arena_off) }
@@ -413,40 +436,26 @@ impl Drop for Shared {
     }
 }
 
-/// Waits for the child; kills it if it finishes no case for `stall`. Returns the wait status.
-fn wait_child(pid: libc::pid_t, h: &Header, stall: Duration) -> i32 {
+/// Waits for the child, calling `progress(done)` whenever more cases have finished; kills the
+/// child if it finishes no case for `stall`. Returns the wait status.
+fn wait_child(
+    pid: libc::pid_t,
+    h: &Header,
+    stall: Duration,
+    progress: &mut dyn FnMut(usize),
+) -> i32 {
     // pidfd becomes readable when the child exits: no polling latency. Fallback: short sleeps.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
-    let mut last_done = h.done.load(Ordering::Relaxed);
+    let mut last_done = h.done.load(Ordering::Acquire);
     let mut last_progress = Instant::now();
-    let mut nap = Duration::from_micros(10);
     let mut status = 0;
     loop {
-        if pidfd >= 0 {
-            let mut pfd = libc::pollfd {
-                fd: pidfd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            unsafe { libc::poll(&mut pfd, 1, 100) };
-        } else {
-            std::thread::sleep(nap);
-            nap = (nap * 2).min(Duration::from_millis(1));
-        }
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            break;
-        }
-        if r < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EINTR) {
-                panic!("native oracle: waitpid({pid}) failed: {e}");
-            }
-        }
-        let d = h.done.load(Ordering::Relaxed);
-        if d != last_done {
+        let d = h.done.load(Ordering::Acquire);
+        let busy = d != last_done;
+        if busy {
             last_done = d;
             last_progress = Instant::now();
+            progress(d as usize);
         } else if last_progress.elapsed() > stall {
             unsafe { libc::kill(pid, libc::SIGKILL) };
             while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {
@@ -458,6 +467,28 @@ fn wait_child(pid: libc::pid_t, h: &Header, stall: Duration) -> i32 {
                 );
             }
             break;
+        }
+        // While results are streaming in, just glance at the child; otherwise wait a while.
+        let timeout_ms = if busy { 0 } else { 1 };
+        if pidfd >= 0 {
+            let mut pfd = libc::pollfd {
+                fd: pidfd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        } else if !busy {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            break;
+        }
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINTR) {
+                panic!("native oracle: waitpid({pid}) failed: {e}");
+            }
         }
     }
     if pidfd >= 0 {
@@ -576,7 +607,7 @@ core::arch::global_asm!(
     // Memory-indirect jump: needs no register.
     "jmp qword ptr [rip + {ctx} + 280]",
     //
-    // Reached by `jmp [rip+0]` right after the instruction bytes.
+    // Reached by the `jmp [rip+disp]` placed right after the instruction bytes.
     ".p2align 4",
     ".globl trapeze_native_exit",
     "trapeze_native_exit:",
@@ -760,6 +791,7 @@ unsafe fn child_main(cases: &[(Vec<u8>, State)], start: usize, shm: &Shared) -> 
     let stack_page = STACK_ADDR as *mut u8;
     let exit_addr = (trapeze_native_exit as *const () as usize as u64).to_le_bytes();
     let arena = shm.arena();
+    let arena_cap = shm.arena_capacity();
     let mut arena_pos = h.arena_used.load(Ordering::Relaxed) as usize;
 
     for (i, (code, st)) in cases.iter().enumerate().skip(start) {
@@ -812,6 +844,11 @@ unsafe fn child_main(cases: &[(Vec<u8>, State)], start: usize, shm: &Shared) -> 
                 rflags |= RFLAGS_TF;
             }
             let off = arena_pos;
+            if arena_pos + DATA_SIZE + STACK_SIZE > arena_cap {
+                // Cannot happen unless the bookkeeping was corrupted (e.g. by a wild guest
+                // store); dying makes the parent retry instead of writing out of bounds.
+                libc::abort();
+            }
             let (dlo, dlen) = changed_span(data_page, &st.data);
             ptr::copy_nonoverlapping(data_page.add(dlo), arena.add(arena_pos), dlen);
             arena_pos += dlen;

@@ -1,0 +1,160 @@
+//! Runs a case on the emulator: a CPU in 64-bit mode at CPL 3 over RAM at the oracle's
+//! addresses (paging is not modelled, so linear = physical).
+
+use trapeze_cpu::{attr, cr0, efer, sreg, vector, Cpu, Mmu, NullBus, PhysMem, Segment};
+
+use crate::native::{Outcome, Signal, State, CODE_ADDR, DATA_ADDR, DATA_SIZE, STACK_SIZE};
+
+/// Handler calls allowed for one instruction (a REP instruction restarts itself in chunks).
+const MAX_STEPS: usize = 64;
+
+/// HLT: follows the instruction in the code page so that the decoded block ends there.
+const HLT: u8 = 0xF4;
+
+/// What the emulator did with a case.
+pub enum EmuResult {
+    /// Same shape as the oracle's outcome; a fault is mapped to the signal Linux would send.
+    Done(Outcome),
+    /// The instruction did not finish within `MAX_STEPS` handler calls.
+    Stuck,
+    /// The emulator panicked (message).
+    Panic(String),
+}
+
+pub struct Emu {
+    cpu: Cpu,
+    /// Length of the code written by the previous case (the bytes after it are stale).
+    code_len: usize,
+}
+
+fn new_cpu() -> Cpu {
+    let mut phys = PhysMem::new();
+    phys.add_ram(DATA_ADDR, (DATA_SIZE + STACK_SIZE) as u64)
+        .expect("data+stack RAM");
+    phys.add_ram(CODE_ADDR, 0x1000).expect("code RAM");
+    let mut cpu = Cpu::new(Mmu::new(phys));
+    cpu.efer = efer::LME | efer::LMA;
+    cpu.cr0 |= cr0::PE | cr0::PG;
+    let dpl3 = 3 << attr::DPL_SHIFT;
+    cpu.seg[sreg::CS] = Segment {
+        selector: 0x33,
+        base: 0,
+        limit: 0xFFFF_FFFF,
+        attr: attr::P | attr::S | attr::CODE | attr::RW | attr::L | attr::ACCESSED | dpl3,
+    };
+    let data = Segment {
+        selector: 0x2B,
+        base: 0,
+        limit: 0xFFFF_FFFF,
+        attr: attr::P | attr::S | attr::RW | attr::DB | attr::ACCESSED | dpl3,
+    };
+    for s in [sreg::SS, sreg::DS, sreg::ES] {
+        cpu.seg[s] = data;
+    }
+    cpu
+}
+
+/// The original exception of a delivery chain. Nothing is set up to handle exceptions, so
+/// every delivery fails (#GP, then #DF, then shutdown); the vector raised first is the one
+/// that is neither of those, or #GP itself.
+fn first_vector(before: &[u64; 32], after: &[u64; 32]) -> Option<u8> {
+    let raised: Vec<u8> = (0..32u8)
+        .filter(|&v| after[v as usize] != before[v as usize])
+        .collect();
+    raised
+        .iter()
+        .copied()
+        .find(|&v| v != vector::GP && v != vector::DF)
+        .or_else(|| raised.first().copied())
+}
+
+/// The signal Linux sends for an exception.
+pub fn signal_of(v: u8) -> Signal {
+    match v {
+        vector::DE => Signal::DivideError,
+        vector::UD => Signal::Ill,
+        vector::SS => Signal::Bus,
+        vector::AC => Signal::Bus,
+        vector::DB | vector::BP => Signal::Trap,
+        _ => Signal::Segv,
+    }
+}
+
+impl Emu {
+    pub fn new() -> Emu {
+        Emu {
+            cpu: new_cpu(),
+            code_len: 0,
+        }
+    }
+
+    pub fn run(&mut self, code: &[u8], st: &State) -> EmuResult {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_inner(code, st)));
+        match r {
+            Ok(Some(o)) => EmuResult::Done(o),
+            Ok(None) => {
+                *self = Emu::new();
+                EmuResult::Stuck
+            }
+            Err(p) => {
+                *self = Emu::new();
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                EmuResult::Panic(msg)
+            }
+        }
+    }
+
+    fn run_inner(&mut self, code: &[u8], st: &State) -> Option<Outcome> {
+        let bus = &mut NullBus;
+        let cpu = &mut self.cpu;
+        // Code goes through the MMU's physical write path, which tells the decode cache
+        // that the page changed; the data pages hold no code and are copied directly.
+        let mut bytes = code.to_vec();
+        bytes.push(HLT);
+        bytes.resize(bytes.len().max(self.code_len), HLT);
+        for (i, &b) in bytes.iter().enumerate() {
+            cpu.mmu.phys_write(bus, CODE_ADDR + i as u64, 1, b as u64);
+        }
+        self.code_len = code.len() + 1;
+        cpu.mmu
+            .phys
+            .write_bytes(DATA_ADDR, &st.data)
+            .expect("data page");
+        cpu.mmu
+            .phys
+            .write_bytes(DATA_ADDR + DATA_SIZE as u64, &st.stack)
+            .expect("stack page");
+        cpu.gpr = st.gpr;
+        cpu.rip = CODE_ADDR;
+        cpu.set_rflags((st.rflags & crate::native::INPUT_FLAGS_MASK) | 0x202);
+        let before = cpu.stats.exceptions;
+        for _ in 0..MAX_STEPS {
+            cpu.step(bus);
+            if cpu.stats.exceptions != before {
+                let v = first_vector(&before, &cpu.stats.exceptions).unwrap_or(vector::GP);
+                // Delivery failed into a shutdown: start over with a fresh CPU.
+                *self = Emu::new();
+                return Some(Outcome::Fault(signal_of(v)));
+            }
+            if cpu.rip != CODE_ADDR {
+                let mut data = vec![0; DATA_SIZE + STACK_SIZE];
+                cpu.mmu
+                    .phys
+                    .read_bytes(DATA_ADDR, &mut data)
+                    .expect("data pages");
+                let stack = data.split_off(DATA_SIZE);
+                return Some(Outcome::Completed(State {
+                    gpr: cpu.gpr,
+                    rflags: cpu.rflags(),
+                    data,
+                    stack,
+                }));
+            }
+        }
+        None
+    }
+}

@@ -81,7 +81,7 @@ fn mask(bits: u32) -> u64 {
 /// PF: set when the low byte of the result has an even number of 1 bits.
 #[inline(always)]
 pub fn parity(v: u64) -> bool {
-    (v as u8).count_ones() % 2 == 0
+    (v as u8).count_ones().is_multiple_of(2)
 }
 
 impl Lazy {

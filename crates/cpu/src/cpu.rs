@@ -183,7 +183,8 @@ impl Cpu {
     /// Set the status flags in `mask` from `v` and keep the rest.
     #[inline]
     pub fn set_arith_flags(&mut self, mask: u64, v: u64) {
-        let cur = self.rflags();
+        // Replacing all six status flags needs no evaluation of the old ones.
+        let cur = if mask & rf::ARITH == rf::ARITH { self.rflags } else { self.rflags() };
         self.rflags = (cur & !mask) | (v & mask);
         self.lazy.op = Op::None;
     }
@@ -274,9 +275,14 @@ impl Cpu {
     pub fn linear(&self, seg: usize, off: u64, size: usize) -> Result<u64, Fault> {
         let s = &self.seg[seg];
         if self.long64() {
-            // 64-bit mode: only FS and GS have a base (SDM Vol.3 3.2.4).
+            // 64-bit mode: only FS and GS have a base (SDM Vol.3 3.2.4), and an access that
+            // is not in canonical form is #GP(0), or #SS(0) through SS (SDM Vol.1 3.3.7.1).
             let base = if seg >= sreg::FS { s.base } else { 0 };
-            return Ok(base.wrapping_add(off));
+            let lin = base.wrapping_add(off);
+            if !canonical(lin) || !canonical(lin.wrapping_add(size as u64 - 1)) {
+                return Err(if seg == sreg::SS { Fault::ss(0) } else { Fault::gp(0) });
+            }
+            return Ok(lin);
         }
         let (lo, hi) = s.valid_range();
         let last = off.wrapping_add(size as u64 - 1);
@@ -475,6 +481,13 @@ impl Cpu {
     pub fn tsc(&self) -> u64 {
         self.icount.wrapping_mul(self.tsc_per_insn).wrapping_add(self.tsc_offset)
     }
+}
+
+/// Is a 64-bit linear address in canonical form (bits 63..47 all equal, 48-bit
+/// linear addresses; SDM Vol.1 3.3.7.1)?
+#[inline(always)]
+pub fn canonical(a: u64) -> bool {
+    (((a << 16) as i64) >> 16) as u64 == a
 }
 
 const HIGH8: u8 = 0x80;

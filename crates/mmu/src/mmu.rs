@@ -120,6 +120,17 @@ impl Mmu {
         self.write_slow(bus, lin, T::BYTES, v.to_u64())
     }
 
+    /// The host address of `size` bytes at `lin` if a write-TLB entry covers them: a
+    /// read-modify-write through it needs no further checks (write entries exist only
+    /// for writable RAM without decoded code, so reads are allowed there too).
+    #[inline(always)]
+    pub fn rmw_ptr(&self, lin: u64, size: usize) -> Option<*mut u8> {
+        let off = (lin & (PAGE_SIZE - 1)) as usize;
+        let e = &self.tlb.write[tlb::index(lin)];
+        // SAFETY (for callers): the entry points at a live host page; off + size fits.
+        (e.tag == lin >> 12 && off <= PAGE_SIZE as usize - size).then(|| unsafe { e.host.add(off) })
+    }
+
     /// Check that a write of `size` bytes at `lin` would not fault, without writing.
     /// Instructions that store several values use it to stay precise.
     pub fn probe_write(&mut self, lin: u64, size: usize) -> Result<(), MemFault> {

@@ -200,6 +200,14 @@ impl Cpu {
         }
         let off = self.ea(&e.mem);
         let lin = self.linear(e.mem.seg as usize, off, T::BYTES)?;
+        if let Some(p) = self.mmu.rmw_ptr(lin, T::BYTES) {
+            // SAFETY: rmw_ptr vouches for T::BYTES bytes of writable RAM at p.
+            let old = unsafe { std::ptr::read_unaligned(p as *const T) };
+            if let Some(v) = f(self, old) {
+                unsafe { std::ptr::write_unaligned(p as *mut T, v) };
+            }
+            return Ok(());
+        }
         let old = self.mmu.read::<T>(bus, lin)?;
         // Probe before f runs: f may commit flags or other registers.
         self.mmu.probe_write(lin, T::BYTES)?;

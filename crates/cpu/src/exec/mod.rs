@@ -61,6 +61,8 @@ fn table() -> &'static Table {
         stack::register(&mut t);
         string::register(&mut t);
         system::register(&mut t);
+        // UD0/UD1/UD2 exist to raise #UD; they are implemented, not missing.
+        t.on_all(&[Mnemonic::Ud0, Mnemonic::Ud1, Mnemonic::Ud2], |_| Some(invalid));
         t
     })
 }

@@ -11,6 +11,7 @@ fn machine(guest: &[u8]) -> Machine {
         memory: 16 << 20,
         image: Image::Flat { data: guest.to_vec(), load: 0x7c00 },
         debugcon: Output::None,
+        pg_strict: false,
     };
     Machine::new(&cfg).expect("bench machine")
 }

@@ -4,10 +4,12 @@
 use iced_x86::{Decoder, DecoderOptions, Register};
 use trapeze_mmu::{event, Bus, Mmu};
 
+use crate::classify::classify;
 use crate::decode_cache::{DecodeCache, Entry, Key, MemOperand, MAX_BLOCK};
 use crate::exec;
 use crate::fault::Fault;
 use crate::flags::{rf, Lazy, Op};
+use crate::interrupt::dr;
 use crate::state::{attr, cr0, efer, sreg, Segment, TableReg, Word};
 
 /// Why `Cpu::run` returned to the VMM.
@@ -31,6 +33,8 @@ pub struct CpuStats {
     pub exceptions: [u64; 32],
     pub interrupts: u64,
     pub code_invalidations: u64,
+    /// Sensitive instructions executed, by `Class::STAT_NAMES`.
+    pub sensitive: [u64; 3],
 }
 
 pub struct Cpu {
@@ -63,9 +67,23 @@ pub struct Cpu {
     pub(crate) shadow: bool,
     /// The INTR line, driven by the machine's interrupt controller.
     pub intr: bool,
+    /// A pending NMI (edge-triggered: taking it clears this).
+    pub nmi: bool,
+    /// NMIs are blocked from NMI delivery until the next IRET (SDM Vol.3 6.7.1).
+    pub(crate) nmi_blocked: bool,
+    /// DR6 bits of debug traps the current instruction raised (single-step, data
+    /// breakpoints), delivered after it completes (interrupt.rs, `step_debug`).
+    pub(crate) pending_db: u64,
     /// TSC = icount * tsc_per_insn + tsc_offset (virtual time, DESIGN.md §6).
     pub tsc_offset: u64,
     pub tsc_per_insn: u64,
+    /// Popek–Goldberg strict mode: every sensitive instruction faults at CPL > 0.
+    /// Set before the first instruction runs (the decode cache bakes it in).
+    pub pg_strict: bool,
+    /// Model-specific registers kept outside the fields above (msr.rs).
+    pub msr: crate::msr::MsrStore,
+    /// CR8: the task-priority register, bits 3:0.
+    pub tpr: u8,
     /// Unimplemented instruction forms already logged.
     pub(crate) unimplemented_seen: std::collections::HashSet<iced_x86::Code>,
 }
@@ -101,8 +119,14 @@ impl Cpu {
             shutdown: false,
             shadow: false,
             intr: false,
+            nmi: false,
+            nmi_blocked: false,
+            pending_db: 0,
             tsc_offset: 0,
             tsc_per_insn: 1,
+            pg_strict: false,
+            msr: Default::default(),
+            tpr: 0,
             unimplemented_seen: Default::default(),
         };
         cpu.seg[sreg::CS] = cs;
@@ -331,7 +355,9 @@ impl Cpu {
             if self.shutdown {
                 return Exit::Shutdown;
             }
-            if self.intr && !self.shadow && self.rflags & rf::IF != 0 {
+            if self.nmi && !self.shadow && !self.nmi_blocked {
+                self.take_nmi(bus);
+            } else if self.intr && !self.shadow && self.rflags & rf::IF != 0 {
                 self.take_interrupt(bus);
             }
             if self.halted {
@@ -340,7 +366,12 @@ impl Cpu {
             if self.icount >= end {
                 return Exit::Budget;
             }
-            let limit = if self.shadow || self.rflags & rf::TF != 0 { 1 } else { end - self.icount };
+            // Single-step, RF and armed breakpoints run one instruction at a time.
+            if self.rflags & (rf::TF | rf::RF) != 0 || self.dr[7] & dr::ENABLE != 0 {
+                self.step_debug(bus);
+                continue;
+            }
+            let limit = if self.shadow { 1 } else { end - self.icount };
             self.shadow = false;
             match self.block() {
                 Ok(Some(block)) => {
@@ -361,7 +392,7 @@ impl Cpu {
     }
 
     #[inline(always)]
-    fn exec_block(&mut self, bus: &mut dyn Bus, entries: &[Entry], limit: u64) {
+    pub(crate) fn exec_block(&mut self, bus: &mut dyn Bus, entries: &[Entry], limit: u64) {
         let n = entries.len().min(limit as usize);
         let mut done = 0u64;
         for e in &entries[..n] {
@@ -383,11 +414,14 @@ impl Cpu {
     /// Find or decode the block at CS:RIP. `None`: the instruction there crosses a
     /// page boundary and is run uncached.
     #[inline]
-    fn block(&mut self) -> Result<Option<*const [Entry]>, Fault> {
-        let bits = self.code_bits();
+    pub(crate) fn block(&mut self) -> Result<Option<*const [Entry]>, Fault> {
+        let cpl = self.cpl();
+        // Paging's U/S checks follow the CPL; every CPL change ends a block.
+        self.mmu.set_user(cpl == 3);
+        let mode = self.code_bits() | (cpl as u32) << 8;
         let lin = self.linear(sreg::CS, self.rip, 1)?;
         let phys = self.mmu.fetch_phys(lin)?;
-        let key = Key { phys, ip: self.rip, bits };
+        let key = Key { phys, ip: self.rip, mode };
         if let Some(b) = self.cache.lookup(key) {
             return Ok(Some(b));
         }
@@ -402,7 +436,7 @@ impl Cpu {
             return Err(Fault::ud());
         };
         let off = (key.phys - page) as usize;
-        let mut dec = Decoder::with_ip(key.bits, &bytes[off..], key.ip, DecoderOptions::NONE);
+        let mut dec = Decoder::with_ip(key.bits(), &bytes[off..], key.ip, DecoderOptions::NONE);
         let mut entries = Vec::new();
         while entries.len() < MAX_BLOCK {
             let insn = dec.decode();
@@ -410,7 +444,7 @@ impl Cpu {
                 break; // crosses into the next page: ends the block, runs uncached
             }
             let ends = exec::ends_block(&insn);
-            entries.push(self.entry(insn, key.bits));
+            entries.push(self.entry(insn, key));
             if ends {
                 break;
             }
@@ -422,14 +456,23 @@ impl Cpu {
         Ok(Some(self.cache.insert(key, entries)))
     }
 
-    fn entry(&self, insn: iced_x86::Instruction, bits: u32) -> Entry {
-        let wrap = match bits {
+    /// Resolve an instruction's handler for the mode it was decoded in. The
+    /// Popek–Goldberg table decides here, once, which instructions fault because of
+    /// the CPL (privileged ones; in strict mode every sensitive one).
+    fn entry(&self, insn: iced_x86::Instruction, key: Key) -> Entry {
+        let wrap = match key.bits() {
             16 => 0xFFFF,
             32 => 0xFFFF_FFFF,
             _ => u64::MAX,
         };
+        let class = classify(insn.code());
+        let deprivileged = key.cpl() > 0 && (class.privileged || (self.pg_strict && class.sensitive()));
+        let inner = if deprivileged && !insn.is_invalid() { exec::privileged_fault } else { exec::select(&insn) };
+        let class_stat = class.stat_index().map_or(u8::MAX, |i| i as u8);
         Entry {
-            exec: exec::select(&insn),
+            exec: if class_stat == u8::MAX { inner } else { exec::count_sensitive },
+            inner,
+            class_stat,
             next_ip: insn.next_ip() & wrap,
             mem: MemOperand::of(&insn),
             insn,
@@ -438,7 +481,7 @@ impl Cpu {
 
     /// Decode and run one instruction whose bytes straddle a page boundary.
     #[cold]
-    fn exec_uncached(&mut self, bus: &mut dyn Bus) {
+    pub(crate) fn exec_uncached(&mut self, bus: &mut dyn Bus) {
         let bits = self.code_bits();
         let mut bytes = [0u8; 15];
         for (k, b) in bytes.iter_mut().enumerate() {
@@ -454,7 +497,8 @@ impl Cpu {
             }
         }
         let mut dec = Decoder::with_ip(bits, &bytes, self.rip, DecoderOptions::NONE);
-        let e = self.entry(dec.decode(), bits);
+        let key = Key { phys: 0, ip: self.rip, mode: bits | (self.cpl() as u32) << 8 };
+        let e = self.entry(dec.decode(), key);
         self.exec_block(bus, std::slice::from_ref(&e), 1);
     }
 

@@ -92,23 +92,41 @@ pub fn seg_index(r: Register) -> u8 {
 #[derive(Clone)]
 pub struct Entry {
     pub exec: Handler,
+    /// The instruction's own handler when `exec` is the counting wrapper for sensitive
+    /// instructions (see `classify.rs`); otherwise the same as `exec`.
+    pub inner: Handler,
+    /// `Class::stat_index` of the instruction, or `u8::MAX` for innocuous ones.
+    pub class_stat: u8,
     /// IP of the next instruction (wrapped to the code size).
     pub next_ip: u64,
     pub mem: MemOperand,
     pub insn: Instruction,
 }
 
+/// Where a block was decoded, and for what: the code size decides the decoding and the
+/// CPL decides which instructions fault as privileged (DESIGN.md §3), so both are part
+/// of the key.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct Key {
     pub phys: u64,
     pub ip: u64,
-    pub bits: u32,
+    /// Code size in bits | CPL << 8.
+    pub mode: u32,
+}
+
+impl Key {
+    pub fn bits(&self) -> u32 {
+        self.mode & 0xFF
+    }
+    pub fn cpl(&self) -> u8 {
+        (self.mode >> 8) as u8
+    }
 }
 
 const DEAD: Key = Key {
     phys: u64::MAX,
     ip: u64::MAX,
-    bits: 0,
+    mode: 0,
 };
 
 struct Block {
@@ -176,7 +194,7 @@ impl Default for DecodeCache {
 
 #[inline(always)]
 fn slot(k: &Key) -> usize {
-    ((k.phys ^ (k.ip << 7) ^ k.bits as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 50) as usize
+    ((k.phys ^ (k.ip << 7) ^ k.mode as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 50) as usize
         & (FAST_SLOTS - 1)
 }
 

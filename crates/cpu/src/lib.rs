@@ -3,6 +3,7 @@
 //! family.
 
 pub mod cpu;
+pub mod classify;
 pub mod cpuid;
 pub mod decode_cache;
 pub mod dump;
@@ -10,11 +11,13 @@ pub mod exec;
 pub mod fault;
 pub mod flags;
 pub mod interrupt;
+pub mod msr;
 pub mod segment;
 pub mod state;
+pub mod task;
 
 pub use cpu::{Cpu, CpuStats, Exit};
 pub use fault::{vector, Fault};
 pub use flags::rf;
-pub use state::{attr, cr0, efer, gpr, sreg, Segment, TableReg, Word};
+pub use state::{attr, cr0, cr4, efer, gpr, sreg, Segment, TableReg, Word};
 pub use trapeze_mmu::{Bus, BusFlow, Mmu, NullBus, PhysMem};

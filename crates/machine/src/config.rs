@@ -97,6 +97,8 @@ pub struct Config {
     pub memory: u64,
     pub image: Image,
     pub debugcon: Output,
+    /// Popek–Goldberg strict mode: every sensitive instruction faults at CPL > 0.
+    pub pg_strict: bool,
 }
 
 /// "256M", "1G", "65536", "0x100000" → bytes. K/M/G/T are powers of 1024.

@@ -1,6 +1,7 @@
 //! trapeze-machine: the PC that ties the CPU, memory and devices together, and the VMM
 //! run loop (DESIGN.md §1): `cpu.run()` → `Exit` → handle → resume.
 
+pub mod classify;
 pub mod config;
 pub mod machine;
 pub mod platform;

@@ -120,6 +120,7 @@ impl Machine {
         ports.register(sysctrl::PORT, 1, Box::new(SystemControlA::new(true)))?;
 
         let mut cpu = Cpu::new(Mmu::new(phys));
+        cpu.pg_strict = cfg.pg_strict;
         if let Some(load) = start {
             // Flat images start at 0000:load like a boot sector (segment:offset
             // split for loads at or above 64 KiB), with the boot drive in DL.
@@ -191,6 +192,8 @@ impl Machine {
         let exc: Vec<String> = c.exceptions.iter().enumerate().filter(|(_, n)| **n > 0).map(|(v, n)| format!("#{v} {n}")).collect();
         line("exceptions", if exc.is_empty() { "none".into() } else { exc.join(", ") });
         line("interrupts", c.interrupts.to_string());
+        let sens: Vec<String> = trapeze_cpu::classify::Class::STAT_NAMES.iter().zip(c.sensitive).map(|(n, v)| format!("{n} {v}")).collect();
+        line("sensitive instructions", sens.join(", "));
         let dc = self.cpu.cache_stats();
         line(
             "decode cache",

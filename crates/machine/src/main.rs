@@ -17,6 +17,12 @@ struct Cli {
 enum Command {
     /// Boot a guest (with no image: the embedded default guest).
     Run(RunArgs),
+    /// Print the Popek–Goldberg class of every instruction.
+    Classify {
+        /// One JSON object per iced-x86 Code.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the integer-loop benchmark guest and report guest MIPS.
     Bench {
         /// Repetitions; the best is reported.
@@ -48,6 +54,10 @@ struct RunArgs {
     /// Where port 0xE9 output goes: stdio, none or file:PATH.
     #[arg(long, value_name = "WHERE", default_value = "stdio")]
     debugcon: Output,
+    /// Make every sensitive instruction fault (#GP) at CPL > 0: a classically
+    /// virtualizable x86 (Popek–Goldberg Theorem 1).
+    #[arg(long)]
+    pg_strict: bool,
 }
 
 fn main() -> ExitCode {
@@ -55,6 +65,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Bench { runs } => bench(runs),
+        Command::Classify { json } => {
+            let table = if json { trapeze_machine::classify::json() } else { trapeze_machine::classify::text() };
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), table.as_bytes());
+            Ok(0)
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),
@@ -71,7 +87,7 @@ fn run(args: RunArgs) -> Result<i32, trapeze_machine::MachineError> {
         (None, Some(b)) => Image::bios_file(b)?,
         (None, None) => Image::Flat { data: DEFAULT_GUEST.to_vec(), load: 0x7c00 },
     };
-    let cfg = Config { memory: args.memory, image, debugcon: args.debugcon };
+    let cfg = Config { memory: args.memory, image, debugcon: args.debugcon, pg_strict: args.pg_strict };
     let mut m = Machine::new(&cfg)?;
     let outcome = m.run(args.max_instructions);
     eprintln!("trapeze: {}", outcome.describe());
@@ -89,6 +105,7 @@ fn bench(runs: u32) -> Result<i32, trapeze_machine::MachineError> {
         memory: 16 << 20,
         image: Image::Flat { data: BENCH_GUEST.to_vec(), load: 0x7c00 },
         debugcon: Output::None,
+        pg_strict: false,
     };
     let mut best: Option<trapeze_machine::RunStats> = None;
     for _ in 0..runs.max(1) {

@@ -1,7 +1,7 @@
 //! The machine's side of the CPU's `Bus`: port I/O through the port bus, MMIO to
 //! whatever is mapped (nothing yet: unclaimed MMIO floats high).
 
-use trapeze_devices::{IoAccess, PortBus};
+use trapeze_devices::{IoAccess, Nanos, PortBus};
 use trapeze_mmu::{Bus, BusFlow};
 
 pub struct Platform {
@@ -11,14 +11,18 @@ pub struct Platform {
 
 impl Bus for Platform {
     fn io_in(&mut self, port: u16, size: u8) -> u32 {
-        self.ports.read(port, size)
+        // No virtual clock yet: time stands at zero until the machine wiring of issue 4.
+        self.ports.read(port, size, Nanos::ZERO)
     }
 
     fn io_out(&mut self, port: u16, size: u8, value: u32) -> BusFlow {
-        match self.ports.write(port, size, value) {
+        match self.ports.write(port, size, value, Nanos::ZERO) {
             IoAccess::Done => BusFlow::Continue,
-            IoAccess::Stop => BusFlow::Stop,
+            // Without a debug-exit code, the machine reports a stop as a reset.
+            IoAccess::Stop | IoAccess::Reset => BusFlow::Stop,
             IoAccess::A20(on) => BusFlow::A20(on),
+            // Only the APICs answer with these, and none is wired yet.
+            IoAccess::Interrupt(_) | IoAccess::EoiBroadcast(_) | IoAccess::Signal(_) => BusFlow::Continue,
         }
     }
 

@@ -20,6 +20,8 @@ pub mod bcd;
 pub mod bit;
 pub mod control;
 pub mod data;
+pub mod descriptor;
+pub mod fastcall;
 pub mod io;
 pub mod muldiv;
 pub mod shift;
@@ -55,6 +57,8 @@ fn table() -> &'static Table {
         bit::register(&mut t);
         control::register(&mut t);
         data::register(&mut t);
+        descriptor::register(&mut t);
+        fastcall::register(&mut t);
         io::register(&mut t);
         muldiv::register(&mut t);
         shift::register(&mut t);
@@ -81,6 +85,18 @@ pub fn select(i: &Instruction) -> Handler {
 /// Is there a handler for this instruction?
 pub fn implemented(i: &Instruction) -> bool {
     !i.is_invalid() && table().0[i.mnemonic() as usize].and_then(|s| s(i)).is_some()
+}
+
+/// A privileged instruction at CPL > 0 (or, in strict mode, a sensitive one): #GP(0)
+/// (SDM Vol.3 5.9).
+pub(crate) fn privileged_fault(_: &mut Cpu, _: &mut dyn Bus, _: &Entry) -> Result<(), Fault> {
+    Err(Fault::gp(0))
+}
+
+/// Count a sensitive instruction by class, then run it.
+pub(crate) fn count_sensitive(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
+    cpu.stats.sensitive[e.class_stat as usize] += 1;
+    (e.inner)(cpu, bus, e)
 }
 
 fn invalid(_: &mut Cpu, _: &mut dyn Bus, _: &Entry) -> Result<(), Fault> {

@@ -88,6 +88,44 @@ pub fn seg_index(r: Register) -> u8 {
     }) as u8
 }
 
+/// Operands 0 and 1 pre-resolved at decode time (`Entry::ops`), so the generic operand
+/// accessors need not ask iced which kind each operand is on every execution.
+pub mod opnd {
+    /// 0..=15: a GPR by number (8-bit: the low byte, incl. SPL..R15L).
+    /// HIGH8 | 0..=3: AH CH DH BH.
+    pub const HIGH8: u8 = 0x10;
+    pub const MEM: u8 = 0xFD;
+    pub const IMM: u8 = 0xFE;
+    /// Anything else (segment, control registers, branches...): ask iced.
+    pub const OTHER: u8 = 0xFF;
+}
+
+fn resolve(i: &Instruction, n: u32) -> u8 {
+    if n >= i.op_count() {
+        return opnd::OTHER;
+    }
+    match i.op_kind(n) {
+        OpKind::Register => {
+            let r = i.op_register(n);
+            match r {
+                Register::AH | Register::CH | Register::DH | Register::BH => opnd::HIGH8 | (r.number() as u8 - 4),
+                _ if r.is_gpr() => r.full_register().number() as u8,
+                _ => opnd::OTHER,
+            }
+        }
+        OpKind::Memory => opnd::MEM,
+        OpKind::Immediate8
+        | OpKind::Immediate16
+        | OpKind::Immediate32
+        | OpKind::Immediate64
+        | OpKind::Immediate8to16
+        | OpKind::Immediate8to32
+        | OpKind::Immediate8to64
+        | OpKind::Immediate32to64 => opnd::IMM,
+        _ => opnd::OTHER,
+    }
+}
+
 /// One decoded instruction.
 #[derive(Clone)]
 pub struct Entry {
@@ -99,8 +137,30 @@ pub struct Entry {
     pub class_stat: u8,
     /// IP of the next instruction (wrapped to the code size).
     pub next_ip: u64,
+    /// Operands 0 and 1 (`opnd::*`).
+    pub ops: [u8; 2],
+    /// The immediate of the first immediate operand among 0 and 1 (sign-extended as
+    /// the operand kind says).
+    pub imm: u64,
     pub mem: MemOperand,
     pub insn: Instruction,
+}
+
+impl Entry {
+    pub fn new(exec: Handler, inner: Handler, class_stat: u8, next_ip: u64, insn: Instruction) -> Self {
+        let ops = [resolve(&insn, 0), resolve(&insn, 1)];
+        let imm = ops.iter().position(|&o| o == opnd::IMM).map_or(0, |n| insn.immediate(n as u32));
+        Entry {
+            exec,
+            inner,
+            class_stat,
+            next_ip,
+            ops,
+            imm,
+            mem: MemOperand::of(&insn),
+            insn,
+        }
+    }
 }
 
 /// Where a block was decoded, and for what: the code size decides the decoding and the
@@ -200,12 +260,9 @@ fn slot(k: &Key) -> usize {
 
 impl DecodeCache {
     /// The block at `key`, as a pointer to its entries. The pointer stays valid until
-    /// the next call to `lookup` or `insert` (dropped blocks are freed only there).
+    /// the next `release_retired` (dropped blocks are freed only there).
     #[inline]
     pub fn lookup(&mut self, key: Key) -> Option<*const [Entry]> {
-        if !self.retired.is_empty() {
-            self.retired.clear();
-        }
         let s = slot(&key);
         let id = self.fast[s];
         if let Some(b) = self.blocks.get(id as usize) {
@@ -218,6 +275,11 @@ impl DecodeCache {
         self.fast[s] = id;
         self.stats.hits += 1;
         Some(&*self.blocks[id as usize].entries as *const [Entry])
+    }
+
+    /// Free the entries of dropped blocks. Call only between blocks.
+    pub fn release_retired(&mut self) {
+        self.retired.clear();
     }
 
     pub fn insert(&mut self, key: Key, entries: Vec<Entry>) -> *const [Entry] {

@@ -3,7 +3,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::port_bus::{IoAccess, PortDevice};
+use crate::bus::{ones, Device, IoAccess};
+use crate::clock::Nanos;
+use crate::port_bus::PortDevice;
 
 pub const PORT: u16 = 0xF4;
 pub const LEN: u16 = 4;
@@ -26,17 +28,19 @@ pub fn status(value: u32) -> i32 {
     ((value << 1) | 1) as i32
 }
 
-impl PortDevice for DebugExit {
+impl Device for DebugExit {
     fn name(&self) -> &'static str {
         "debug-exit"
     }
+}
 
-    fn read(&mut self, _offset: u16, size: u8) -> u32 {
-        (u64::MAX >> (64 - 8 * size as u32)) as u32
+impl PortDevice for DebugExit {
+    fn read(&mut self, _base: u16, _offset: u16, size: u8, _now: Nanos) -> u32 {
+        ones(size) as u32
     }
 
-    fn write(&mut self, _offset: u16, size: u8, value: u32) -> IoAccess {
-        let v = value & (u64::MAX >> (64 - 8 * size as u32)) as u32;
+    fn write(&mut self, _base: u16, _offset: u16, size: u8, value: u32, _now: Nanos) -> IoAccess {
+        let v = value & ones(size) as u32;
         if let Ok(mut c) = self.code.lock() {
             *c = Some(v);
         }
@@ -52,7 +56,7 @@ mod tests {
     fn write_records_value_and_stops() {
         let code = ExitCode::default();
         let mut d = DebugExit::new(code.clone());
-        assert_eq!(d.write(0, 1, 0x1_10), IoAccess::Stop);
+        assert_eq!(d.write(PORT, 0, 1, 0x1_10, Nanos::ZERO), IoAccess::Stop);
         assert_eq!(*code.lock().unwrap(), Some(0x10));
         assert_eq!(status(0x10), 33);
         assert_eq!(status(0), 1);

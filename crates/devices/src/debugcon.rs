@@ -3,7 +3,9 @@
 
 use std::io::Write;
 
-use crate::port_bus::{IoAccess, PortDevice};
+use crate::bus::{Device, IoAccess};
+use crate::clock::Nanos;
+use crate::port_bus::PortDevice;
 
 pub const PORT: u16 = 0xE9;
 
@@ -17,16 +19,18 @@ impl DebugCon {
     }
 }
 
-impl PortDevice for DebugCon {
+impl Device for DebugCon {
     fn name(&self) -> &'static str {
         "debugcon"
     }
+}
 
-    fn read(&mut self, _offset: u16, _size: u8) -> u32 {
+impl PortDevice for DebugCon {
+    fn read(&mut self, _base: u16, _offset: u16, _size: u8, _now: Nanos) -> u32 {
         PORT as u32
     }
 
-    fn write(&mut self, _offset: u16, _size: u8, value: u32) -> IoAccess {
+    fn write(&mut self, _base: u16, _offset: u16, _size: u8, value: u32, _now: Nanos) -> IoAccess {
         let b = value as u8;
         // Host output errors (a closed pipe) must not stop the guest.
         let _ = self.out.write_all(&[b]);
@@ -65,9 +69,9 @@ mod tests {
         let sink = Sink::default();
         let mut d = DebugCon::new(Box::new(sink.clone()));
         for b in b"hi\n" {
-            d.write(0, 1, *b as u32 | 0x100);
+            d.write(PORT, 0, 1, *b as u32 | 0x100, Nanos::ZERO);
         }
         assert_eq!(&*sink.0.lock().unwrap(), b"hi\n");
-        assert_eq!(d.read(0, 1), 0xE9);
+        assert_eq!(d.read(PORT, 0, 1, Nanos::ZERO), 0xE9);
     }
 }

@@ -1,128 +1,72 @@
 //! The port-I/O bus: devices claim port ranges; accesses nobody claims read as all
 //! ones and writes to them vanish, as on an ISA bus with nothing listening.
 
-use thiserror::Error;
+use std::sync::{Arc, Mutex};
 
-/// What a device wants after a port write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IoAccess {
-    Done,
-    /// End the run (debug-exit).
-    Stop,
-    /// The A20 gate changed (port 0x92, i8042 output port).
-    A20(bool),
+use crate::bus::{lock, ones, Bus, BusError, Device};
+use crate::clock::Nanos;
+
+pub use crate::bus::{AccessStats, IoAccess};
+
+/// The port bus's registration error (one type for every bus).
+pub type PortError = BusError;
+
+pub trait PortDevice: Device {
+    /// An access of `size` bytes (1, 2 or 4) at port `base + offset`, where `base` is
+    /// the start of the claimed range it hit, at virtual time `now`.
+    fn read(&mut self, base: u16, offset: u16, size: u8, now: Nanos) -> u32;
+    fn write(&mut self, base: u16, offset: u16, size: u8, value: u32, now: Nanos) -> IoAccess;
 }
 
-pub trait PortDevice {
-    fn name(&self) -> &'static str;
-    /// `offset` is relative to the start of the claimed range; `size` is 1, 2 or 4.
-    fn read(&mut self, offset: u16, size: u8) -> u32;
-    fn write(&mut self, offset: u16, size: u8, value: u32) -> IoAccess;
-}
-
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum PortError {
-    #[error("ports {base:#x}..{end:#x} of {name} overlap {other}", end = *base as u32 + *len as u32)]
-    Overlap {
-        name: &'static str,
-        base: u16,
-        len: u16,
-        other: &'static str,
-    },
-    #[error("empty or wrapping port range {base:#x}+{len} for {name}")]
-    BadRange { name: &'static str, base: u16, len: u16 },
-}
-
-struct Claim {
-    base: u16,
-    len: u16,
-    device: usize,
-}
-
-/// Accesses per device, for the exit statistics.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PortStats {
-    pub reads: u64,
-    pub writes: u64,
-}
-
-#[derive(Default)]
-pub struct PortBus {
-    devices: Vec<Box<dyn PortDevice>>,
-    claims: Vec<Claim>,
-    stats: Vec<PortStats>,
-    unclaimed: PortStats,
-}
-
-impl PortBus {
-    pub fn new() -> Self {
-        Self::default()
+impl<T: PortDevice> PortDevice for Arc<Mutex<T>> {
+    fn read(&mut self, base: u16, offset: u16, size: u8, now: Nanos) -> u32 {
+        lock(self).read(base, offset, size, now)
     }
 
-    /// Add a device that answers ports `base..base + len`.
-    pub fn register(&mut self, base: u16, len: u16, device: Box<dyn PortDevice>) -> Result<(), PortError> {
-        let name = device.name();
-        if len == 0 || base.checked_add(len - 1).is_none() {
-            return Err(PortError::BadRange { name, base, len });
-        }
-        let end = |b: u16, l: u16| b as u32 + l as u32;
-        if let Some(c) = self.claims.iter().find(|c| (base as u32) < end(c.base, c.len) && (c.base as u32) < end(base, len)) {
-            return Err(PortError::Overlap {
-                name,
-                base,
-                len,
-                other: self.devices[c.device].name(),
-            });
-        }
-        self.devices.push(device);
-        self.stats.push(PortStats::default());
-        self.claims.push(Claim {
-            base,
-            len,
-            device: self.devices.len() - 1,
-        });
-        Ok(())
+    fn write(&mut self, base: u16, offset: u16, size: u8, value: u32, now: Nanos) -> IoAccess {
+        lock(self).write(base, offset, size, value, now)
     }
+}
 
-    fn find(&self, port: u16) -> Option<(usize, u16)> {
-        self.claims
-            .iter()
-            .find(|c| port >= c.base && port - c.base < c.len)
-            .map(|c| (c.device, port - c.base))
-    }
+pub type PortBus = Bus<u16, dyn PortDevice>;
 
-    pub fn read(&mut self, port: u16, size: u8) -> u32 {
-        match self.find(port) {
-            Some((d, off)) => {
-                self.stats[d].reads += 1;
-                self.devices[d].read(off, size)
-            }
-            None => {
-                self.unclaimed.reads += 1;
-                (u64::MAX >> (64 - 8 * size as u32)) as u32
-            }
+impl Bus<u16, dyn PortDevice> {
+    pub fn read(&mut self, port: u16, size: u8, now: Nanos) -> u32 {
+        match self.route(port, false) {
+            Some((d, base, offset)) => d.read(base, offset, size, now) & ones(size) as u32,
+            None => ones(size) as u32,
         }
     }
 
-    pub fn write(&mut self, port: u16, size: u8, value: u32) -> IoAccess {
-        match self.find(port) {
-            Some((d, off)) => {
-                self.stats[d].writes += 1;
-                self.devices[d].write(off, size, value)
-            }
-            None => {
-                self.unclaimed.writes += 1;
-                IoAccess::Done
-            }
+    pub fn write(&mut self, port: u16, size: u8, value: u32, now: Nanos) -> IoAccess {
+        match self.route(port, true) {
+            Some((d, base, offset)) => d.write(base, offset, size, value & ones(size) as u32, now),
+            None => IoAccess::Done,
         }
     }
+}
 
-    /// (device name, accesses) for every device, then "unclaimed".
-    pub fn stats(&self) -> Vec<(&'static str, PortStats)> {
-        let mut v: Vec<_> = self.devices.iter().map(|d| d.name()).zip(self.stats.iter().cloned()).collect();
-        v.push(("unclaimed", self.unclaimed.clone()));
-        v
-    }
+/// A wide access to an 8-bit ISA device as the bus cycles it becomes: one byte access
+/// per byte, at consecutive offsets, least significant first.
+pub fn read_bytes(offset: u16, size: u8, mut read: impl FnMut(u16) -> u8) -> u32 {
+    (0..size.min(4)).fold(0, |v, i| {
+        v | (read(offset.wrapping_add(i as u16)) as u32) << (8 * i)
+    })
+}
+
+/// See `read_bytes`; the first byte write that asks the machine for something wins.
+pub fn write_bytes(
+    offset: u16,
+    size: u8,
+    value: u32,
+    mut write: impl FnMut(u16, u8) -> IoAccess,
+) -> IoAccess {
+    (0..size.min(4)).fold(IoAccess::Done, |acc, i| {
+        acc.or(write(
+            offset.wrapping_add(i as u16),
+            (value >> (8 * i)) as u8,
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -130,14 +74,23 @@ mod tests {
     use super::*;
 
     struct Latch(u32);
-    impl PortDevice for Latch {
+    impl Device for Latch {
         fn name(&self) -> &'static str {
             "latch"
         }
-        fn read(&mut self, offset: u16, _size: u8) -> u32 {
-            self.0 + offset as u32
+    }
+    impl PortDevice for Latch {
+        fn read(&mut self, base: u16, offset: u16, _size: u8, _now: Nanos) -> u32 {
+            self.0 + base as u32 + offset as u32
         }
-        fn write(&mut self, _offset: u16, _size: u8, value: u32) -> IoAccess {
+        fn write(
+            &mut self,
+            _base: u16,
+            _offset: u16,
+            _size: u8,
+            value: u32,
+            _now: Nanos,
+        ) -> IoAccess {
             self.0 = value;
             IoAccess::Done
         }
@@ -147,24 +100,54 @@ mod tests {
     fn dispatch_by_range_with_offsets() {
         let mut bus = PortBus::new();
         bus.register(0x60, 4, Box::new(Latch(0x10))).unwrap();
-        assert_eq!(bus.read(0x62, 1), 0x12);
-        bus.write(0x60, 1, 0x40);
-        assert_eq!(bus.read(0x63, 1), 0x43);
-        assert_eq!(bus.read(0x64, 1), 0xFF);
-        assert_eq!(bus.read(0x64, 2), 0xFFFF);
-        assert_eq!(bus.read(0x64, 4), 0xFFFF_FFFF);
+        assert_eq!(bus.read(0x62, 1, Nanos::ZERO), 0x72);
+        bus.write(0x60, 1, 0x40, Nanos::ZERO);
+        assert_eq!(bus.read(0x63, 1, Nanos::ZERO), 0xA3);
+        assert_eq!(bus.read(0x64, 1, Nanos::ZERO), 0xFF);
+        assert_eq!(bus.read(0x64, 2, Nanos::ZERO), 0xFFFF);
+        assert_eq!(bus.read(0x64, 4, Nanos::ZERO), 0xFFFF_FFFF);
         let s = bus.stats();
-        assert_eq!(s[0].1, PortStats { reads: 2, writes: 1 });
+        assert_eq!(
+            s[0].1,
+            AccessStats {
+                reads: 2,
+                writes: 1
+            }
+        );
         assert_eq!(s[1].1.reads, 3);
     }
 
     #[test]
-    fn overlapping_and_bad_ranges_are_rejected() {
+    fn device_results_are_cut_to_the_access_size() {
         let mut bus = PortBus::new();
-        bus.register(0xFFF0, 16, Box::new(Latch(0))).unwrap();
-        assert!(matches!(bus.register(0xFFFF, 1, Box::new(Latch(0))), Err(PortError::Overlap { .. })));
-        assert!(matches!(bus.register(0xFFFF, 2, Box::new(Latch(0))), Err(PortError::BadRange { .. })));
-        assert!(matches!(bus.register(0x10, 0, Box::new(Latch(0))), Err(PortError::BadRange { .. })));
-        bus.register(0xFFE0, 16, Box::new(Latch(0))).unwrap();
+        bus.register(0x80, 1, Box::new(Latch(0x1234_5600))).unwrap();
+        assert_eq!(bus.read(0x80, 1, Nanos::ZERO), 0x80);
+        assert_eq!(bus.read(0x80, 2, Nanos::ZERO), 0x5680);
+    }
+
+    #[test]
+    fn shared_devices_answer_through_their_handle() {
+        let latch = crate::bus::shared(Latch(0));
+        let mut bus = PortBus::new();
+        bus.register(0x70, 2, Box::new(latch.clone())).unwrap();
+        bus.write(0x70, 1, 7, Nanos::ZERO);
+        assert_eq!(lock(&latch).0, 7);
+        assert_eq!(bus.stats()[0].0, "latch");
+    }
+
+    #[test]
+    fn wide_accesses_split_into_bytes() {
+        let mut seen = Vec::new();
+        assert_eq!(read_bytes(2, 2, |o| o as u8 + 0x10), 0x1312);
+        let r = write_bytes(0, 4, 0x0403_0201, |o, b| {
+            seen.push((o, b));
+            if o == 2 {
+                IoAccess::Reset
+            } else {
+                IoAccess::Done
+            }
+        });
+        assert_eq!(r, IoAccess::Reset);
+        assert_eq!(seen, vec![(0, 1), (1, 2), (2, 3), (3, 4)]);
     }
 }

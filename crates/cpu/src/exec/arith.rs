@@ -4,7 +4,7 @@
 use iced_x86::Mnemonic;
 use trapeze_mmu::Bus;
 
-use crate::by_size;
+use crate::{by_form, by_size};
 use crate::cpu::Cpu;
 use crate::decode_cache::Entry;
 use crate::exec::Table;
@@ -13,17 +13,17 @@ use crate::flags::Op;
 use crate::state::Word;
 
 pub(crate) fn register(t: &mut Table) {
-    t.on(Mnemonic::Add, by_size!(alu, Add));
-    t.on(Mnemonic::Adc, by_size!(alu, Adc));
-    t.on(Mnemonic::Sub, by_size!(alu, Sub));
-    t.on(Mnemonic::Sbb, by_size!(alu, Sbb));
-    t.on(Mnemonic::And, by_size!(alu, And));
-    t.on(Mnemonic::Or, by_size!(alu, Or));
-    t.on(Mnemonic::Xor, by_size!(alu, Xor));
-    t.on(Mnemonic::Cmp, by_size!(compare, Sub));
-    t.on(Mnemonic::Test, by_size!(compare, And));
-    t.on(Mnemonic::Inc, by_size!(inc));
-    t.on(Mnemonic::Dec, by_size!(dec));
+    t.on(Mnemonic::Add, by_form!(alu, alu_reg, Add));
+    t.on(Mnemonic::Adc, by_form!(alu, alu_reg, Adc));
+    t.on(Mnemonic::Sub, by_form!(alu, alu_reg, Sub));
+    t.on(Mnemonic::Sbb, by_form!(alu, alu_reg, Sbb));
+    t.on(Mnemonic::And, by_form!(alu, alu_reg, And));
+    t.on(Mnemonic::Or, by_form!(alu, alu_reg, Or));
+    t.on(Mnemonic::Xor, by_form!(alu, alu_reg, Xor));
+    t.on(Mnemonic::Cmp, by_form!(compare, compare_reg, Sub));
+    t.on(Mnemonic::Test, by_form!(compare, compare_reg, And));
+    t.on(Mnemonic::Inc, by_form!(step_rmw, step_reg, Inc));
+    t.on(Mnemonic::Dec, by_form!(step_rmw, step_reg, Dec));
     t.on(Mnemonic::Neg, by_size!(neg));
     t.on(Mnemonic::Not, by_size!(not));
 }
@@ -103,6 +103,27 @@ fn alu<T: Word, O: BinOp>(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result
     cpu.rmw::<T>(bus, e, |cpu, a| Some(compute::<T, O>(cpu, a, b)))
 }
 
+fn alu_reg<T: Word, O: BinOp>(cpu: &mut Cpu, _: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
+    let (a, b) = (cpu.reg_operand::<T>(e, 0), cpu.reg_operand::<T>(e, 1));
+    let r = compute::<T, O>(cpu, a, b);
+    cpu.set_reg_operand::<T>(e, 0, r);
+    Ok(())
+}
+
+fn compare_reg<T: Word, O: BinOp>(cpu: &mut Cpu, _: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
+    let (a, b) = (cpu.reg_operand::<T>(e, 0), cpu.reg_operand::<T>(e, 1));
+    compute::<T, O>(cpu, a, b);
+    Ok(())
+}
+
+/// INC/DEC of a register (`O` is `Inc` or `Dec`).
+fn step_reg<T: Word, O: Step>(cpu: &mut Cpu, _: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
+    let a = cpu.reg_operand::<T>(e, 0);
+    let r = step::<T, O>(cpu, a);
+    cpu.set_reg_operand::<T>(e, 0, r);
+    Ok(())
+}
+
 /// CMP and TEST: compute for the flags only.
 fn compare<T: Word, O: BinOp>(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
     let a = cpu.read_op::<T>(bus, e, 0)?;
@@ -111,20 +132,28 @@ fn compare<T: Word, O: BinOp>(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Re
     Ok(())
 }
 
-fn inc<T: Word>(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
-    cpu.rmw::<T>(bus, e, |cpu, a| {
-        let r = T::from_u64(a.to_u64().wrapping_add(1));
-        cpu.set_lazy::<T>(Op::Inc, a.to_u64(), 1, r.to_u64());
-        Some(r)
-    })
+/// INC and DEC: add or subtract 1, keeping CF.
+pub(crate) trait Step {
+    const FLAGS: Op;
+}
+pub(crate) struct Inc;
+pub(crate) struct Dec;
+impl Step for Inc {
+    const FLAGS: Op = Op::Inc;
+}
+impl Step for Dec {
+    const FLAGS: Op = Op::Dec;
 }
 
-fn dec<T: Word>(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
-    cpu.rmw::<T>(bus, e, |cpu, a| {
-        let r = T::from_u64(a.to_u64().wrapping_sub(1));
-        cpu.set_lazy::<T>(Op::Dec, a.to_u64(), 1, r.to_u64());
-        Some(r)
-    })
+#[inline(always)]
+fn step<T: Word, O: Step>(cpu: &mut Cpu, a: T) -> T {
+    let r = T::from_u64(if O::FLAGS == Op::Inc { a.to_u64().wrapping_add(1) } else { a.to_u64().wrapping_sub(1) });
+    cpu.set_lazy::<T>(O::FLAGS, a.to_u64(), 1, r.to_u64());
+    r
+}
+
+fn step_rmw<T: Word, O: Step>(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
+    cpu.rmw::<T>(bus, e, |cpu, a| Some(step::<T, O>(cpu, a)))
 }
 
 /// NEG: 0 - dst, so CF = (dst != 0) falls out of the SUB borrow rule.

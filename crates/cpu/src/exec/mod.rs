@@ -11,7 +11,7 @@ use iced_x86::{FlowControl, Instruction, Mnemonic, OpKind};
 use trapeze_mmu::Bus;
 
 use crate::cpu::Cpu;
-use crate::decode_cache::Entry;
+use crate::decode_cache::{opnd, Entry};
 use crate::fault::Fault;
 use crate::state::Word;
 
@@ -169,31 +169,87 @@ macro_rules! by_size {
     };
 }
 
-impl Cpu {
-    /// Read operand `n`: register, memory or immediate.
-    #[inline(always)]
-    pub fn read_op<T: Word>(&mut self, bus: &mut dyn Bus, e: &Entry, n: u32) -> Result<T, Fault> {
-        match e.insn.op_kind(n) {
-            OpKind::Register => Ok(self.reg::<T>(e.insn.op_register(n))),
-            OpKind::Memory => {
-                let off = self.ea(&e.mem);
-                self.read_mem::<T>(bus, e.mem.seg as usize, off)
+/// Are operands 0 and 1 registers or immediates only (no memory, nothing exotic)?
+pub fn register_form(e: &Entry) -> bool {
+    e.ops.iter().zip(0..e.insn.op_count()).all(|(&o, _)| o < opnd::MEM || o == opnd::IMM)
+}
+
+/// `by_form!(mem_f, reg_f, Op)`: like `by_size!`, but picks `reg_f` for instructions
+/// whose operands are all registers or immediates. The register forms take no bus and
+/// cannot fault, so they compile to small leaf functions: the common case stays cheap.
+#[macro_export]
+macro_rules! by_form {
+    ($m:ident, $r:ident $(, $g:ty)*) => {
+        |i: &iced_x86::Instruction| -> Option<$crate::exec::Handler> {
+            let probe = $crate::decode_cache::Entry::new(
+                $crate::exec::privileged_fault, $crate::exec::privileged_fault, 0, 0, *i);
+            if $crate::exec::register_form(&probe) {
+                $crate::by_size!($r $(, $g)*)(i)
+            } else {
+                $crate::by_size!($m $(, $g)*)(i)
             }
-            _ => Ok(T::from_u64(e.insn.immediate(n))),
+        }
+    };
+}
+
+impl Cpu {
+    /// Operand `n` of a register-form instruction (`by_form!`): a GPR or the immediate.
+    #[inline(always)]
+    pub fn reg_operand<T: Word>(&self, e: &Entry, n: usize) -> T {
+        match e.ops[n] {
+            r @ 0..=15 => T::from_u64(self.gpr[r as usize]),
+            r @ 0x10..=0x13 => T::from_u64(self.gpr[(r & 3) as usize] >> 8),
+            _ => T::from_u64(e.imm),
         }
     }
 
-    /// Write operand `n` (register or memory).
+    /// Write operand `n` of a register-form instruction.
+    #[inline(always)]
+    pub fn set_reg_operand<T: Word>(&mut self, e: &Entry, n: usize, v: T) {
+        match e.ops[n] {
+            r @ 0..=15 => self.set_gpr::<T>(r as usize, v),
+            r => {
+                let slot = &mut self.gpr[(r & 3) as usize];
+                *slot = (*slot & !0xFF00) | (v.to_u64() & 0xFF) << 8;
+            }
+        }
+    }
+
+    /// Read operand `n` (0 or 1): register, memory or immediate.
+    #[inline(always)]
+    pub fn read_op<T: Word>(&mut self, bus: &mut dyn Bus, e: &Entry, n: u32) -> Result<T, Fault> {
+        match e.ops.get(n as usize).copied().unwrap_or(opnd::OTHER) {
+            0..=0x13 | opnd::IMM => Ok(self.reg_operand::<T>(e, n as usize)),
+            opnd::MEM => {
+                let off = self.ea(&e.mem);
+                self.read_mem::<T>(bus, e.mem.seg as usize, off)
+            }
+            _ => match e.insn.op_kind(n) {
+                OpKind::Register => Ok(self.reg::<T>(e.insn.op_register(n))),
+                _ => Ok(T::from_u64(e.insn.immediate(n))),
+            },
+        }
+    }
+
+    /// Write operand `n` (0 or 1; register or memory).
     #[inline(always)]
     pub fn write_op<T: Word>(&mut self, bus: &mut dyn Bus, e: &Entry, n: u32, v: T) -> Result<(), Fault> {
-        match e.insn.op_kind(n) {
-            OpKind::Register => {
-                self.set_reg::<T>(e.insn.op_register(n), v);
+        match e.ops.get(n as usize).copied().unwrap_or(opnd::OTHER) {
+            r @ 0..=15 => {
+                self.set_gpr::<T>(r as usize, v);
                 Ok(())
             }
-            _ => {
+            0x10..=0x13 => {
+                self.set_reg_operand::<T>(e, n as usize, v);
+                Ok(())
+            }
+            opnd::MEM => {
                 let off = self.ea(&e.mem);
                 self.write_mem::<T>(bus, e.mem.seg as usize, off, v)
+            }
+            _ => {
+                self.set_reg::<T>(e.insn.op_register(n), v);
+                Ok(())
             }
         }
     }
@@ -208,11 +264,10 @@ impl Cpu {
         e: &Entry,
         f: impl FnOnce(&mut Self, T) -> Option<T>,
     ) -> Result<(), Fault> {
-        if e.insn.op0_kind() == OpKind::Register {
-            let r = e.insn.op0_register();
-            let old = self.reg::<T>(r);
+        if e.ops[0] != opnd::MEM {
+            let old = self.read_op::<T>(bus, e, 0)?;
             if let Some(v) = f(self, old) {
-                self.set_reg::<T>(r, v);
+                self.write_op::<T>(bus, e, 0, v)?;
             }
             return Ok(());
         }

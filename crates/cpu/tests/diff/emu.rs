@@ -5,7 +5,7 @@ use trapeze_cpu::{attr, cr0, efer, sreg, vector, Cpu, Mmu, NullBus, PhysMem, Seg
 
 use crate::native::{Outcome, Signal, State, CODE_ADDR, DATA_ADDR, DATA_SIZE, STACK_SIZE};
 
-/// Handler calls allowed for one instruction (a REP instruction restarts itself in chunks).
+/// Handler calls allowed for one case (a REP instruction restarts itself in chunks).
 const MAX_STEPS: usize = 64;
 
 /// HLT: follows the instruction in the code page so that the decoded block ends there.
@@ -56,16 +56,16 @@ fn new_cpu() -> Cpu {
 
 /// The original exception of a delivery chain. Nothing is set up to handle exceptions, so
 /// every delivery fails (#GP, then #DF, then shutdown); the vector raised first is the one
-/// that is neither of those, or #GP itself.
-fn first_vector(before: &[u64; 32], after: &[u64; 32]) -> Option<u8> {
-    let raised: Vec<u8> = (0..32u8)
-        .filter(|&v| after[v as usize] != before[v as usize])
-        .collect();
-    raised
-        .iter()
-        .copied()
-        .find(|&v| v != vector::GP && v != vector::DF)
-        .or_else(|| raised.first().copied())
+/// that is neither of those, else #GP itself.
+fn first_vector(before: &[u64; 32], after: &[u64; 32]) -> u8 {
+    let raised = |v: u8| after[v as usize] != before[v as usize];
+    (0..32u8)
+        .find(|&v| raised(v) && v != vector::GP && v != vector::DF)
+        .unwrap_or(if raised(vector::GP) {
+            vector::GP
+        } else {
+            vector::DF
+        })
 }
 
 /// The signal Linux sends for an exception.
@@ -131,16 +131,19 @@ impl Emu {
         cpu.gpr = st.gpr;
         cpu.rip = CODE_ADDR;
         cpu.set_rflags((st.rflags & crate::native::INPUT_FLAGS_MASK) | 0x202);
+        // Done when RIP reaches the end of the code (a REP instruction stays put between
+        // chunks; flag chains are two instructions).
+        let end = CODE_ADDR + code.len() as u64;
         let before = cpu.stats.exceptions;
         for _ in 0..MAX_STEPS {
             cpu.step(bus);
             if cpu.stats.exceptions != before {
-                let v = first_vector(&before, &cpu.stats.exceptions).unwrap_or(vector::GP);
+                let v = first_vector(&before, &cpu.stats.exceptions);
                 // Delivery failed into a shutdown: start over with a fresh CPU.
                 *self = Emu::new();
                 return Some(Outcome::Fault(signal_of(v)));
             }
-            if cpu.rip != CODE_ADDR {
+            if cpu.rip == end {
                 let mut data = vec![0; DATA_SIZE + STACK_SIZE];
                 cpu.mmu
                     .phys

@@ -10,6 +10,9 @@ use proptest::test_runner::TestRng;
 
 use crate::native::{State, CODE_ADDR, DATA_ADDR, DATA_SIZE, STACK_ADDR, STACK_SIZE};
 
+/// One test case: instruction bytes and the input state.
+pub type Case = (Vec<u8>, State);
+
 /// The data page and the stack page follow each other: memory operands may go anywhere in
 /// `[MEM_LO, MEM_HI)`, including across the page boundary between them.
 pub const MEM_LO: u64 = DATA_ADDR;
@@ -69,7 +72,11 @@ impl<'a> Gen<'a> {
     /// the signed extremes, powers of two, small numbers) and whose upper bytes are random,
     /// zero or all ones, so that merges into wider registers are checked as well.
     pub fn value(&mut self, bytes: usize) -> u64 {
-        let w = if self.pct(80) { bytes } else { self.pick(&[1, 2, 4, 8]) };
+        let w = if self.pct(80) {
+            bytes
+        } else {
+            self.pick(&[1, 2, 4, 8])
+        };
         let m = mask(w);
         let bits = 8 * w as u64;
         let low = match self.below(14) {
@@ -152,19 +159,21 @@ pub fn get(st: &State, o: Opnd) -> u64 {
     }
 }
 
+/// A byte of the data/stack pages; addresses outside them (deliberately bad operands) read
+/// as 0 and ignore writes.
 fn mem_byte(st: &State, a: u64) -> u8 {
-    if a < STACK_ADDR {
-        st.data[(a - DATA_ADDR) as usize]
-    } else {
-        st.stack[(a - STACK_ADDR) as usize]
+    match a.wrapping_sub(DATA_ADDR) as usize {
+        off if off < DATA_SIZE => st.data[off],
+        off if off < DATA_SIZE + STACK_SIZE => st.stack[off - DATA_SIZE],
+        _ => 0,
     }
 }
 
 fn set_mem_byte(st: &mut State, a: u64, v: u8) {
-    if a < STACK_ADDR {
-        st.data[(a - DATA_ADDR) as usize] = v;
-    } else {
-        st.stack[(a - STACK_ADDR) as usize] = v;
+    match a.wrapping_sub(DATA_ADDR) as usize {
+        off if off < DATA_SIZE => st.data[off] = v,
+        off if off < DATA_SIZE + STACK_SIZE => st.stack[off - DATA_SIZE] = v,
+        _ => {}
     }
 }
 
@@ -224,6 +233,8 @@ pub struct Builder<'g, 'r> {
     pub region: (u64, u64),
     /// 67h: 32-bit addressing.
     addr32: bool,
+    /// Memory operands must not cross a cache line (see `want_lock`).
+    no_split: bool,
 }
 
 impl<'g, 'r> Builder<'g, 'r> {
@@ -251,14 +262,41 @@ impl<'g, 'r> Builder<'g, 'r> {
             avoid: 0,
             region: (MEM_LO, MEM_HI),
             addr32: false,
+            no_split: false,
         }
     }
 
-    /// For instructions without REX.W: with probability 30% use only registers 0..7 and
-    /// make byte registers 4..7 the legacy AH CH DH BH.
-    pub fn legacy_bytes(&mut self) -> bool {
+    /// For byte forms without REX.W: with probability 30% use only registers 0..7 and make
+    /// byte registers 4..7 the legacy AH CH DH BH.
+    pub fn legacy_bytes(&mut self) {
         self.legacy8 = self.g.pct(30);
-        self.legacy8
+    }
+
+    /// Decide whether a read-modify-write form gets a LOCK prefix (10%), before its memory
+    /// operand is placed: a locked operand is kept inside one cache line, because the host
+    /// kernel throttles split locks (bus-lock detection), which can stall the oracle.
+    /// Returns the decision; `lock` applies it.
+    pub fn want_lock(&mut self) -> bool {
+        let l = self.g.pct(10);
+        self.no_split |= l;
+        l
+    }
+
+    /// Apply a `want_lock` decision once the destination is known. A LOCK on a register
+    /// destination (#UD on both sides) is added to 1% of register forms.
+    pub fn lock(&mut self, want: bool, dst: Opnd) {
+        let on = match dst.loc {
+            Loc::Mem(_) => want,
+            Loc::Reg(..) => self.g.pct(1),
+        };
+        if on {
+            self.prefixes.push(0xF0);
+        }
+    }
+
+    /// Keep memory operands inside one cache line (implicitly locked XCHG).
+    pub fn no_split(&mut self) {
+        self.no_split = true;
     }
 
     pub fn prefix(&mut self, p: u8) -> &mut Self {
@@ -266,13 +304,17 @@ impl<'g, 'r> Builder<'g, 'r> {
         self
     }
 
-    /// Set the operand size the usual way: 66h for 16 bits, REX.W for 64.
+    /// Set the operand size the usual way: 66h for 16 bits, REX.W for 64 (sometimes with a
+    /// 66h that REX.W overrides).
     pub fn opsize(&mut self, bytes: usize) -> &mut Self {
         match bytes {
-            2 => {
-                self.prefixes.push(0x66);
+            2 => self.prefixes.push(0x66),
+            8 => {
+                self.rex |= 8;
+                if self.g.pct(3) {
+                    self.prefixes.push(0x66);
+                }
             }
-            8 => self.rex |= 8,
             _ => {}
         }
         self
@@ -374,9 +416,14 @@ impl<'g, 'r> Builder<'g, 'r> {
     }
 
     /// ModRM.r/m as a memory operand of `bytes` bytes somewhere in `region`, holding a
-    /// biased value.
+    /// biased value. 1% of them get a non-canonical address (#GP/#SS on both sides) where the
+    /// addressing form can express one (not with 32-bit addressing, disp32 alone or
+    /// RIP-relative: those reach the page address instead).
     pub fn mem(&mut self, bytes: usize) -> Opnd {
-        let t = self.target(bytes, 1);
+        let mut t = self.target(bytes, 1);
+        if self.g.pct(1) {
+            t |= 1 << self.g.range(47, 63);
+        }
         let o = self.mem_at(t, bytes);
         for k in (0..bytes).step_by(8) {
             let b = (bytes - k).min(8);
@@ -398,14 +445,19 @@ impl<'g, 'r> Builder<'g, 'r> {
     pub fn target(&mut self, bytes: usize, align: u64) -> u64 {
         let (lo, hi) = self.region;
         let b = bytes as u64;
-        let t = match self.g.below(10) {
-            0 if lo < STACK_ADDR && STACK_ADDR + b <= hi && b > 1 => {
-                STACK_ADDR - self.g.range(1, b - 1)
+        loop {
+            let t = match self.g.below(10) {
+                0 if lo < STACK_ADDR && STACK_ADDR + b <= hi && b > 1 => {
+                    STACK_ADDR - self.g.range(1, b - 1)
+                }
+                1..=4 => self.g.range(lo, hi - b) & !(b.next_power_of_two().max(align) - 1),
+                _ => self.g.range(lo, hi - b) & !(align - 1),
             }
-            1..=4 => self.g.range(lo, hi - b) & !(b.next_power_of_two().max(align) - 1),
-            _ => self.g.range(lo, hi - b) & !(align - 1),
-        };
-        t.max(lo)
+            .max(lo);
+            if !self.no_split || t % 64 + b <= 64 {
+                return t;
+            }
+        }
     }
 
     /// ModRM.r/m as a memory operand at linear address `t` (contents left as they are).
@@ -505,7 +557,12 @@ impl<'g, 'r> Builder<'g, 'r> {
         let n = n as usize;
         self.st.gpr[n] = if a32 {
             // The upper half is ignored by 32-bit addressing: make it garbage sometimes.
-            (v & 0xFFFF_FFFF) | if self.g.pct(50) { self.g.u64() << 32 } else { 0 }
+            (v & 0xFFFF_FFFF)
+                | if self.g.pct(50) {
+                    self.g.u64() << 32
+                } else {
+                    0
+                }
         } else {
             v
         };
@@ -584,7 +641,11 @@ impl<'g, 'r> Builder<'g, 'r> {
                             modrm.push(md | (reg & 7) << 3 | 4);
                             modrm.push(sib);
                         }
-                        let dl = if m.base.is_none() { 4 } else { m.disp_len as usize };
+                        let dl = if m.base.is_none() {
+                            4
+                        } else {
+                            m.disp_len as usize
+                        };
                         modrm.extend_from_slice(&m.disp.to_le_bytes()[..dl]);
                     }
                 }

@@ -9,7 +9,10 @@ use trapeze_machine::{Config, Image, Machine, Outcome, Output, BENCH_GUEST, DEFA
 fn machine(guest: &[u8]) -> Machine {
     let cfg = Config {
         memory: 16 << 20,
-        image: Image::Flat { data: guest.to_vec(), load: 0x7c00 },
+        image: Image::Flat {
+            data: guest.to_vec(),
+            load: 0x7c00,
+        },
         debugcon: Output::None,
         pg_strict: false,
     };
@@ -19,7 +22,11 @@ fn machine(guest: &[u8]) -> Machine {
 /// Instructions the guest retires from reset to its debug-exit.
 fn instructions(guest: &[u8]) -> u64 {
     let mut m = machine(guest);
-    assert_eq!(m.run(None), Outcome::DebugExit(0), "bench guest must finish");
+    assert_eq!(
+        m.run(None),
+        Outcome::DebugExit(0),
+        "bench guest must finish"
+    );
     m.stats.instructions
 }
 
@@ -29,7 +36,11 @@ fn guests(c: &mut Criterion) {
     for (name, guest) in [("intloop", BENCH_GUEST), ("hello", DEFAULT_GUEST)] {
         g.throughput(Throughput::Elements(instructions(guest)));
         g.bench_function(name, |b| {
-            b.iter_batched(|| machine(guest), |mut m| m.run(None), criterion::BatchSize::PerIteration)
+            b.iter_batched(
+                || machine(guest),
+                |mut m| m.run(None),
+                criterion::BatchSize::PerIteration,
+            )
         });
     }
     g.finish();

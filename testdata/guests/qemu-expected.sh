@@ -21,24 +21,43 @@
 # disk image: it loads the 512 bytes at 0000:7C00 and jumps there with DL=0x80,
 # which is what `trapeze run --flat X.bin --load 0x7c00` does.  rom.bin is the
 # whole firmware (-bios), like `trapeze run --bios rom.bin`.
+#
+# The paging_* and long_* guests need PAE with NX, long mode, 1-GByte pages and
+# RDTSCP, prot_long needs long mode: they run on qemu-system-x86_64 with
+# "-cpu qemu64,+pdpe1gb,+rdtscp" (same QEMU version, TCG).
+#
+#   ./qemu-expected.sh            regenerate every guest
+#   ./qemu-expected.sh X Y ...    regenerate only guests X, Y ...
 set -u
 cd "$(dirname "$0")"
 
-if ! command -v qemu-system-i386 >/dev/null 2>&1; then
-    echo "qemu-expected.sh: qemu-system-i386 not found (apt-get install qemu-system-x86)" >&2
-    exit 1
-fi
+for q in qemu-system-i386 qemu-system-x86_64; do
+    if ! command -v $q >/dev/null 2>&1; then
+        echo "qemu-expected.sh: $q not found (apt-get install qemu-system-x86)" >&2
+        exit 1
+    fi
+done
 ./build.sh || exit 1
 qemu-system-i386 --version | head -n 1
+qemu-system-x86_64 --version | head -n 1
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-for bin in *.bin; do
+if [ $# -gt 0 ]; then
+    bins=$(for g in "$@"; do echo "$g.bin"; done)
+else
+    bins=$(ls *.bin)
+fi
+for bin in $bins; do
     g="${bin%.bin}"
     case "$g" in
         rom) boot="-bios $bin" ;;
         *)   boot="-drive format=raw,file=$bin,if=ide" ;;
+    esac
+    case "$g" in
+        paging_*|long_*|prot_long) qemu="qemu-system-x86_64 -cpu qemu64,+pdpe1gb,+rdtscp" ;;
+        *)               qemu="qemu-system-i386" ;;
     esac
     case "$g" in
         halt) limit=5 ;;        # never exits by itself
@@ -46,7 +65,7 @@ for bin in *.bin; do
     esac
     out="$tmp/$g.out"
     : > "$out"
-    timeout "$limit" qemu-system-i386 -accel tcg -nographic -no-reboot \
+    timeout "$limit" $qemu -accel tcg -nographic -no-reboot \
         -display none -monitor none -serial none \
         -device isa-debugcon,iobase=0xe9,chardev=dbg -chardev file,id=dbg,path="$out" \
         -device isa-debug-exit,iobase=0xf4,iosize=0x04 \

@@ -101,8 +101,14 @@ impl Cpu {
             rflags: rf::FIXED1,
             lazy: Lazy::default(),
             seg: [Segment::real(0); 6],
-            gdtr: TableReg { base: 0, limit: 0xFFFF },
-            idtr: TableReg { base: 0, limit: 0x3FF },
+            gdtr: TableReg {
+                base: 0,
+                limit: 0xFFFF,
+            },
+            idtr: TableReg {
+                base: 0,
+                limit: 0x3FF,
+            },
             ldtr: Segment::default(),
             tr: Segment::default(),
             cr0: cr0::ET | cr0::CD | cr0::NW,
@@ -208,7 +214,11 @@ impl Cpu {
     #[inline]
     pub fn set_arith_flags(&mut self, mask: u64, v: u64) {
         // Replacing all six status flags needs no evaluation of the old ones.
-        let cur = if mask & rf::ARITH == rf::ARITH { self.rflags } else { self.rflags() };
+        let cur = if mask & rf::ARITH == rf::ARITH {
+            self.rflags
+        } else {
+            self.rflags()
+        };
         self.rflags = (cur & !mask) | (v & mask);
         self.lazy.op = Op::None;
     }
@@ -304,26 +314,45 @@ impl Cpu {
             let base = if seg >= sreg::FS { s.base } else { 0 };
             let lin = base.wrapping_add(off);
             if !canonical(lin) || !canonical(lin.wrapping_add(size as u64 - 1)) {
-                return Err(if seg == sreg::SS { Fault::ss(0) } else { Fault::gp(0) });
+                return Err(if seg == sreg::SS {
+                    Fault::ss(0)
+                } else {
+                    Fault::gp(0)
+                });
             }
             return Ok(lin);
         }
         let (lo, hi) = s.valid_range();
         let last = off.wrapping_add(size as u64 - 1);
         if off < lo || last > hi || last < off {
-            return Err(if seg == sreg::SS { Fault::ss(0) } else { Fault::gp(0) });
+            return Err(if seg == sreg::SS {
+                Fault::ss(0)
+            } else {
+                Fault::gp(0)
+            });
         }
         Ok(s.base.wrapping_add(off) & 0xFFFF_FFFF)
     }
 
     #[inline(always)]
-    pub fn read_mem<T: Word>(&mut self, bus: &mut dyn Bus, seg: usize, off: u64) -> Result<T, Fault> {
+    pub fn read_mem<T: Word>(
+        &mut self,
+        bus: &mut dyn Bus,
+        seg: usize,
+        off: u64,
+    ) -> Result<T, Fault> {
         let lin = self.linear(seg, off, T::BYTES)?;
         Ok(self.mmu.read::<T>(bus, lin)?)
     }
 
     #[inline(always)]
-    pub fn write_mem<T: Word>(&mut self, bus: &mut dyn Bus, seg: usize, off: u64, v: T) -> Result<(), Fault> {
+    pub fn write_mem<T: Word>(
+        &mut self,
+        bus: &mut dyn Bus,
+        seg: usize,
+        off: u64,
+        v: T,
+    ) -> Result<(), Fault> {
         let lin = self.linear(seg, off, T::BYTES)?;
         Ok(self.mmu.write::<T>(bus, lin, v)?)
     }
@@ -375,8 +404,8 @@ impl Cpu {
             self.shadow = false;
             match self.block() {
                 Ok(Some(block)) => {
-                    // SAFETY: the cache frees dropped blocks only in lookup/insert,
-                    // which are not called while this block runs.
+                    // SAFETY: the cache frees dropped blocks only in release_retired,
+                    // which runs between blocks.
                     let entries = unsafe { &*block };
                     self.exec_block(bus, entries, limit);
                 }
@@ -421,7 +450,11 @@ impl Cpu {
         let mode = self.code_bits() | (cpl as u32) << 8;
         let lin = self.linear(sreg::CS, self.rip, 1)?;
         let phys = self.mmu.fetch_phys(lin)?;
-        let key = Key { phys, ip: self.rip, mode };
+        let key = Key {
+            phys,
+            ip: self.rip,
+            mode,
+        };
         if let Some(b) = self.cache.lookup(key) {
             return Ok(Some(b));
         }
@@ -432,7 +465,10 @@ impl Cpu {
     fn decode_block(&mut self, key: Key) -> Result<Option<*const [Entry]>, Fault> {
         let page = key.phys & !0xFFF;
         let Some(bytes) = self.mmu.phys.page_bytes(page) else {
-            eprintln!("trapeze: instruction fetch from MMIO at {:#x} (#UD)", key.phys);
+            eprintln!(
+                "trapeze: instruction fetch from MMIO at {:#x} (#UD)",
+                key.phys
+            );
             return Err(Fault::ud());
         };
         let off = (key.phys - page) as usize;
@@ -466,17 +502,20 @@ impl Cpu {
             _ => u64::MAX,
         };
         let class = classify(insn.code());
-        let deprivileged = key.cpl() > 0 && (class.privileged || (self.pg_strict && class.sensitive()));
-        let inner = if deprivileged && !insn.is_invalid() { exec::privileged_fault } else { exec::select(&insn) };
+        let deprivileged =
+            key.cpl() > 0 && (class.privileged || (self.pg_strict && class.sensitive()));
+        let inner = if deprivileged && !insn.is_invalid() {
+            exec::privileged_fault
+        } else {
+            exec::select(&insn)
+        };
         let class_stat = class.stat_index().map_or(u8::MAX, |i| i as u8);
-        Entry {
-            exec: if class_stat == u8::MAX { inner } else { exec::count_sensitive },
-            inner,
-            class_stat,
-            next_ip: insn.next_ip() & wrap,
-            mem: MemOperand::of(&insn),
-            insn,
-        }
+        let exec = if class_stat == u8::MAX {
+            inner
+        } else {
+            exec::count_sensitive
+        };
+        Entry::new(exec, inner, class_stat, insn.next_ip() & wrap, insn)
     }
 
     /// Decode and run one instruction whose bytes straddle a page boundary.
@@ -484,21 +523,34 @@ impl Cpu {
     pub(crate) fn exec_uncached(&mut self, bus: &mut dyn Bus) {
         let bits = self.code_bits();
         let mut bytes = [0u8; 15];
+        let mut len = 0;
+        let mut fault = None;
         for (k, b) in bytes.iter_mut().enumerate() {
             let fetched = self
                 .linear(sreg::CS, self.rip.wrapping_add(k as u64), 1)
                 .and_then(|lin| Ok(self.mmu.fetch_phys(lin)?));
             match fetched {
                 Ok(p) => *b = self.mmu.phys_read(bus, p, 1) as u8,
-                // Only a fault on a byte the instruction really uses counts; decode
-                // what we have and let the decoder say.
-                Err(f) if k == 0 => return self.raise(bus, f),
-                Err(_) => break,
+                Err(f) => {
+                    fault = Some(f);
+                    break;
+                }
             }
+            len = k + 1;
         }
-        let mut dec = Decoder::with_ip(bits, &bytes, self.rip, DecoderOptions::NONE);
-        let key = Key { phys: 0, ip: self.rip, mode: bits | (self.cpl() as u32) << 8 };
-        let e = self.entry(dec.decode(), key);
+        let mut dec = Decoder::with_ip(bits, &bytes[..len], self.rip, DecoderOptions::NONE);
+        let insn = dec.decode();
+        // A fetch fault counts only if the instruction needs the bytes behind it
+        // (SDM Vol.3 6.15: #PF on an instruction fetch that crosses into a bad page).
+        if let (Some(f), iced_x86::DecoderError::NoMoreBytes) = (fault, dec.last_error()) {
+            return self.raise(bus, f);
+        }
+        let key = Key {
+            phys: 0,
+            ip: self.rip,
+            mode: bits | (self.cpl() as u32) << 8,
+        };
+        let e = self.entry(insn, key);
         self.exec_block(bus, std::slice::from_ref(&e), 1);
     }
 
@@ -509,6 +561,8 @@ impl Cpu {
                 self.cache.invalidate_page(page);
                 self.stats.code_invalidations += 1;
             }
+            // Between blocks: nothing runs from the dropped entries any more.
+            self.cache.release_retired();
         }
         if self.mmu.events & event::BUS_STOP != 0 {
             self.mmu.events &= !event::BUS_STOP;
@@ -523,7 +577,9 @@ impl Cpu {
 
     /// The time-stamp counter (virtual time).
     pub fn tsc(&self) -> u64 {
-        self.icount.wrapping_mul(self.tsc_per_insn).wrapping_add(self.tsc_offset)
+        self.icount
+            .wrapping_mul(self.tsc_per_insn)
+            .wrapping_add(self.tsc_offset)
     }
 }
 
@@ -569,11 +625,22 @@ mod tests {
 
     #[test]
     fn register_table_matches_iced_numbering() {
-        for r in [Register::AL, Register::BH, Register::SIL, Register::R15L, Register::R9W, Register::EDI, Register::R12] {
+        for r in [
+            Register::AL,
+            Register::BH,
+            Register::SIL,
+            Register::R15L,
+            Register::R9W,
+            Register::EDI,
+            Register::R12,
+        ] {
             let loc = REG_LOC[r as usize];
             let n = r.full_register().number() as u8;
             assert_eq!(loc & 0xF, n, "{r:?}");
-            assert_eq!(loc & HIGH8 != 0, matches!(r, Register::AH | Register::CH | Register::DH | Register::BH));
+            assert_eq!(
+                loc & HIGH8 != 0,
+                matches!(r, Register::AH | Register::CH | Register::DH | Register::BH)
+            );
         }
     }
 }

@@ -6,9 +6,20 @@ const SIGNATURE: u32 = 0x0000_06F1;
 
 /// Leaf 1 EDX feature bits that trapeze implements (SDM Vol.2A CPUID, Table 3-11).
 mod edx1 {
+    pub const PSE: u32 = 1 << 3;
+    /// RDTSC and CR4.TSD.
     pub const TSC: u32 = 1 << 4;
+    pub const MSR: u32 = 1 << 5;
+    pub const PAE: u32 = 1 << 6;
     pub const CX8: u32 = 1 << 8;
+    /// SYSENTER/SYSEXIT.
+    pub const SEP: u32 = 1 << 11;
+    pub const MTRR: u32 = 1 << 12;
+    pub const PGE: u32 = 1 << 13;
     pub const CMOV: u32 = 1 << 15;
+    pub const PAT: u32 = 1 << 16;
+    /// 4-MByte pages map physical addresses above 4 GiB.
+    pub const PSE36: u32 = 1 << 17;
 }
 
 /// Leaf 1 ECX feature bits.
@@ -16,16 +27,59 @@ mod ecx1 {
     pub const CX16: u32 = 1 << 13;
 }
 
-/// Leaf 0x8000_0001 ECX: LAHF/SAHF in 64-bit mode.
+/// Leaf 8000_0001h EDX feature bits (AMD APM Vol.3 E.4.2).
+mod edx_ext1 {
+    pub const SYSCALL: u32 = 1 << 11;
+    pub const NX: u32 = 1 << 20;
+    pub const PAGE1GB: u32 = 1 << 26;
+    pub const RDTSCP: u32 = 1 << 27;
+    pub const LM: u32 = 1 << 29;
+}
+
+/// Leaf 8000_0001h ECX: LAHF/SAHF in 64-bit mode.
 const LAHF_LM: u32 = 1 << 0;
+
+const EDX1: u32 = edx1::PSE
+    | edx1::TSC
+    | edx1::MSR
+    | edx1::PAE
+    | edx1::CX8
+    | edx1::SEP
+    | edx1::MTRR
+    | edx1::PGE
+    | edx1::CMOV
+    | edx1::PAT
+    | edx1::PSE36;
+
+const EDX_EXT1: u32 = edx_ext1::SYSCALL
+    | edx_ext1::NX
+    | edx_ext1::RDTSCP
+    | edx_ext1::LM
+    | if trapeze_mmu::paging::GIB_PAGES {
+        edx_ext1::PAGE1GB
+    } else {
+        0
+    };
+
+/// Leaf 8000_0008h EAX: linear address bits << 8 | physical address bits.
+const ADDRESS_SIZES: u32 = trapeze_mmu::paging::LINEAR_BITS << 8 | trapeze_mmu::paging::MAXPHYADDR;
 
 /// (leaf, eax, ebx, ecx, edx)
 const LEAVES: &[(u32, [u32; 4])] = &[
     // Max basic leaf 1; vendor "TrapezeVMM  " in EBX, EDX, ECX order.
-    (0x0000_0000, [1, u32::from_le_bytes(*b"Trap"), u32::from_le_bytes(*b"MM  "), u32::from_le_bytes(*b"ezeV")]),
-    (0x0000_0001, [SIGNATURE, 0, ecx1::CX16, edx1::TSC | edx1::CX8 | edx1::CMOV]),
-    (0x8000_0000, [0x8000_0001, 0, 0, 0]),
-    (0x8000_0001, [0, 0, LAHF_LM, 0]),
+    (
+        0x0000_0000,
+        [
+            1,
+            u32::from_le_bytes(*b"Trap"),
+            u32::from_le_bytes(*b"MM  "),
+            u32::from_le_bytes(*b"ezeV"),
+        ],
+    ),
+    (0x0000_0001, [SIGNATURE, 0, ecx1::CX16, EDX1]),
+    (0x8000_0000, [0x8000_0008, 0, 0, 0]),
+    (0x8000_0001, [0, 0, LAHF_LM, EDX_EXT1]),
+    (0x8000_0008, [ADDRESS_SIZES, 0, 0, 0]),
 ];
 
 pub fn signature() -> u32 {
@@ -36,9 +90,16 @@ pub fn signature() -> u32 {
 /// highest basic leaf, as Intel parts do (SDM Vol.2A CPUID).
 pub fn cpuid(leaf: u32, _subleaf: u32) -> [u32; 4] {
     let max_basic = LEAVES[0].1[0];
-    let max_ext = LEAVES.iter().find(|l| l.0 == 0x8000_0000).map_or(0, |l| l.1[0]);
+    let max_ext = LEAVES
+        .iter()
+        .find(|l| l.0 == 0x8000_0000)
+        .map_or(0, |l| l.1[0]);
     let leaf = if leaf >= 0x8000_0000 {
-        if leaf > max_ext { max_basic } else { leaf }
+        if leaf > max_ext {
+            max_basic
+        } else {
+            leaf
+        }
     } else if leaf > max_basic {
         max_basic
     } else {

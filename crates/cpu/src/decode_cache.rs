@@ -108,7 +108,9 @@ fn resolve(i: &Instruction, n: u32) -> u8 {
         OpKind::Register => {
             let r = i.op_register(n);
             match r {
-                Register::AH | Register::CH | Register::DH | Register::BH => opnd::HIGH8 | (r.number() as u8 - 4),
+                Register::AH | Register::CH | Register::DH | Register::BH => {
+                    opnd::HIGH8 | (r.number() as u8 - 4)
+                }
                 _ if r.is_gpr() => r.full_register().number() as u8,
                 _ => opnd::OTHER,
             }
@@ -147,9 +149,18 @@ pub struct Entry {
 }
 
 impl Entry {
-    pub fn new(exec: Handler, inner: Handler, class_stat: u8, next_ip: u64, insn: Instruction) -> Self {
+    pub fn new(
+        exec: Handler,
+        inner: Handler,
+        class_stat: u8,
+        next_ip: u64,
+        insn: Instruction,
+    ) -> Self {
         let ops = [resolve(&insn, 0), resolve(&insn, 1)];
-        let imm = ops.iter().position(|&o| o == opnd::IMM).map_or(0, |n| insn.immediate(n as u32));
+        let imm = ops
+            .iter()
+            .position(|&o| o == opnd::IMM)
+            .map_or(0, |n| insn.immediate(n as u32));
         Entry {
             exec,
             inner,

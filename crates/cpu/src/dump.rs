@@ -28,7 +28,11 @@ const FLAG_NAMES: &[(u64, &str)] = &[
 
 /// "CF ZF IF IOPL=0": the set flags of an RFLAGS value.
 pub fn flag_names(f: u64) -> String {
-    let mut s: Vec<String> = FLAG_NAMES.iter().filter(|(b, _)| f & b != 0).map(|(_, n)| n.to_string()).collect();
+    let mut s: Vec<String> = FLAG_NAMES
+        .iter()
+        .filter(|(b, _)| f & b != 0)
+        .map(|(_, n)| n.to_string())
+        .collect();
     s.push(format!("IOPL={}", (f & rf::IOPL) >> 12));
     s.join(" ")
 }
@@ -38,14 +42,29 @@ impl Cpu {
     pub fn dump(&self) -> String {
         let mut s = String::new();
         for row in gpr::NAMES.chunks(4).zip(self.gpr.chunks(4)) {
-            let line: Vec<String> = row.0.iter().zip(row.1).map(|(n, v)| format!("{n:>3}={v:016x}")).collect();
+            let line: Vec<String> = row
+                .0
+                .iter()
+                .zip(row.1)
+                .map(|(n, v)| format!("{n:>3}={v:016x}"))
+                .collect();
             let _ = writeln!(s, "{}", line.join(" "));
         }
         let f = self.rflags();
-        let _ = writeln!(s, "rip={:016x} rflags={:08x} [{}]", self.rip, f, flag_names(f));
+        let _ = writeln!(
+            s,
+            "rip={:016x} rflags={:08x} [{}]",
+            self.rip,
+            f,
+            flag_names(f)
+        );
         for (i, name) in sreg::NAMES.iter().enumerate() {
             let g = &self.seg[i];
-            let _ = writeln!(s, "{name}={:04x} base={:016x} limit={:08x} attr={:04x}", g.selector, g.base, g.limit, g.attr);
+            let _ = writeln!(
+                s,
+                "{name}={:04x} base={:016x} limit={:08x} attr={:04x}",
+                g.selector, g.base, g.limit, g.attr
+            );
         }
         let _ = writeln!(
             s,

@@ -77,6 +77,21 @@ impl Fault {
     pub const fn np(code: u32) -> Self {
         Self::with_code(vector::NP, code)
     }
+    pub const fn ts(code: u32) -> Self {
+        Self::with_code(vector::TS, code)
+    }
+    /// The same fault raised while delivering an external event or exception: EXT
+    /// (bit 0) set in its error code; #PF error codes have no EXT bit (SDM Vol.3 6.13).
+    pub const fn with_ext(self) -> Self {
+        if self.has_code && self.vector != vector::PF {
+            Fault {
+                code: self.code | 1,
+                ..self
+            }
+        } else {
+            self
+        }
+    }
 }
 
 impl From<MemFault> for Fault {
@@ -120,5 +135,8 @@ pub fn is_double_fault(first: u8, second: u8) -> bool {
 
 /// Vectors whose exceptions push an error code in protected mode (Table 6-1).
 pub fn has_error_code(v: u8) -> bool {
-    matches!(v, vector::DF | vector::TS | vector::NP | vector::SS | vector::GP | vector::PF | vector::AC)
+    matches!(
+        v,
+        vector::DF | vector::TS | vector::NP | vector::SS | vector::GP | vector::PF | vector::AC
+    )
 }

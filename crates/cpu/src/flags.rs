@@ -149,7 +149,10 @@ impl Lazy {
             let m = mask(self.bits);
             let (a, b) = (self.a & m, self.b & m);
             let shift = 64 - self.bits;
-            let (sa, sb) = (((a << shift) as i64) >> shift, ((b << shift) as i64) >> shift);
+            let (sa, sb) = (
+                ((a << shift) as i64) >> shift,
+                ((b << shift) as i64) >> shift,
+            );
             // Only SBB/SUB results differ from a - b when a borrow came in; CMP, SUB,
             // NEG and CMPS/SCAS record res = a - b exactly.
             if self.res & m == a.wrapping_sub(b) & m {
@@ -217,7 +220,13 @@ mod tests {
     use super::*;
 
     fn lazy(op: Op, bits: u32, a: u64, b: u64, res: u64) -> Lazy {
-        Lazy { op, bits, a, b, res }
+        Lazy {
+            op,
+            bits,
+            a,
+            b,
+            res,
+        }
     }
 
     // Cases from the SDM's definitions of ADD and SUB (Vol.2A/2B), computed by hand.
@@ -245,16 +254,53 @@ mod tests {
     fn conditions_after_cmp_agree_with_the_flags() {
         // Every cc, for a spread of operand pairs: the operand shortcut must give what
         // the flag formulas of SDM Vol.1 B.1 give.
-        let vals = [0u64, 1, 0x7F, 0x80, 0xFF, 0x7FFF, 0x8000, 0xFFFF_FFFF, u64::MAX];
+        let vals = [
+            0u64,
+            1,
+            0x7F,
+            0x80,
+            0xFF,
+            0x7FFF,
+            0x8000,
+            0xFFFF_FFFF,
+            u64::MAX,
+        ];
         for bits in [8, 16, 32, 64] {
             for &a in &vals {
                 for &b in &vals {
                     let l = lazy(Op::Sub, bits, a, b, a.wrapping_sub(b));
                     let f = l.arith(0);
-                    let (cf, zf, sf, of, pf) = (f & rf::CF != 0, f & rf::ZF != 0, f & rf::SF != 0, f & rf::OF != 0, f & rf::PF != 0);
-                    let want = [of, !of, cf, !cf, zf, !zf, cf || zf, !(cf || zf), sf, !sf, pf, !pf, sf != of, sf == of, zf || sf != of, !(zf || sf != of)];
+                    let (cf, zf, sf, of, pf) = (
+                        f & rf::CF != 0,
+                        f & rf::ZF != 0,
+                        f & rf::SF != 0,
+                        f & rf::OF != 0,
+                        f & rf::PF != 0,
+                    );
+                    let want = [
+                        of,
+                        !of,
+                        cf,
+                        !cf,
+                        zf,
+                        !zf,
+                        cf || zf,
+                        !(cf || zf),
+                        sf,
+                        !sf,
+                        pf,
+                        !pf,
+                        sf != of,
+                        sf == of,
+                        zf || sf != of,
+                        !(zf || sf != of),
+                    ];
                     for (cc, w) in want.iter().enumerate() {
-                        assert_eq!(l.cond(cc as u8, 0), *w, "cc {cc:x} a {a:x} b {b:x} bits {bits}");
+                        assert_eq!(
+                            l.cond(cc as u8, 0),
+                            *w,
+                            "cc {cc:x} a {a:x} b {b:x} bits {bits}"
+                        );
                     }
                 }
             }

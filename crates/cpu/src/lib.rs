@@ -2,8 +2,8 @@
 //! cache, lazy flags, faults as values, and one module of handlers per instruction
 //! family.
 
-pub mod cpu;
 pub mod classify;
+pub mod cpu;
 pub mod cpuid;
 pub mod decode_cache;
 pub mod dump;

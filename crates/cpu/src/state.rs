@@ -81,7 +81,11 @@ impl Segment {
     /// segments hold the offsets above the limit).
     #[inline(always)]
     pub fn valid_range(&self) -> (u64, u64) {
-        let top = if self.attr & attr::DB != 0 { 0xFFFF_FFFF } else { 0xFFFF };
+        let top = if self.attr & attr::DB != 0 {
+            0xFFFF_FFFF
+        } else {
+            0xFFFF
+        };
         if self.attr & (attr::CODE | attr::DC) == attr::DC {
             (self.limit as u64 + 1, top)
         } else {
@@ -110,6 +114,17 @@ pub mod cr0 {
     pub const NW: u64 = 1 << 29;
     pub const CD: u64 = 1 << 30;
     pub const PG: u64 = 1 << 31;
+}
+
+/// CR4 bits (SDM Vol.3 2.5).
+pub mod cr4 {
+    /// RDTSC/RDTSCP at CPL > 0 are #GP(0).
+    pub const TSD: u64 = 1 << 2;
+    pub const PSE: u64 = 1 << 4;
+    pub const PAE: u64 = 1 << 5;
+    pub const PGE: u64 = 1 << 7;
+    pub const OSFXSR: u64 = 1 << 9;
+    pub const OSXMMEXCPT: u64 = 1 << 10;
 }
 
 /// EFER bits (AMD APM Vol.2 3.1.7).

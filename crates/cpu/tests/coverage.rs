@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use iced_x86::{CpuidFeature, Decoder, DecoderOptions, Mnemonic};
+use iced_x86::{CpuidFeature, Decoder, DecoderOptions};
 use trapeze_cpu::exec::implemented;
 
 /// CPUID features whose instructions are general-purpose integer instructions.
@@ -22,28 +22,22 @@ const INTEGER: &[CpuidFeature] = &[
     CpuidFeature::X64,
 ];
 
-/// System instructions in those features: the protected-mode work (issue 3) implements
-/// them; listed so that this test still catches every integer instruction.
-const SYSTEM: &[Mnemonic] = &[
-    Mnemonic::Arpl,
-    Mnemonic::Lar,
-    Mnemonic::Lsl,
-    Mnemonic::Verr,
-    Mnemonic::Verw,
-    Mnemonic::Sldt,
-    Mnemonic::Str,
-    Mnemonic::Lldt,
-    Mnemonic::Ltr,
-    Mnemonic::Invlpg,
-    Mnemonic::Swapgs,
-    Mnemonic::Iretq,
-    Mnemonic::Loadall,
-];
-
 #[test]
 fn every_integer_instruction_has_a_handler() {
-    let prefixes: &[&[u8]] = &[&[], &[0x66], &[0x67], &[0x48], &[0x66, 0x48], &[0xF3], &[0xF2], &[0x40]];
-    let modrms = [0x00u8, 0x08, 0x10, 0x18, 0x20, 0x28, 0x30, 0x38, 0xC0, 0xC8, 0xD0, 0xD8, 0xE0, 0xE8, 0xF0, 0xF8, 0x04, 0x45, 0x84];
+    let prefixes: &[&[u8]] = &[
+        &[],
+        &[0x66],
+        &[0x67],
+        &[0x48],
+        &[0x66, 0x48],
+        &[0xF3],
+        &[0xF2],
+        &[0x40],
+    ];
+    let modrms = [
+        0x00u8, 0x08, 0x10, 0x18, 0x20, 0x28, 0x30, 0x38, 0xC0, 0xC8, 0xD0, 0xD8, 0xE0, 0xE8, 0xF0,
+        0xF8, 0x04, 0x45, 0x84,
+    ];
     let mut missing = BTreeSet::new();
     let mut seen = 0usize;
     for bits in [16u32, 32, 64] {
@@ -58,13 +52,18 @@ fn every_integer_instruction_has_a_handler() {
                         if two_byte {
                             bytes.push(0x0F);
                         }
-                        bytes.extend_from_slice(&[op, modrm, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88]);
-                        let insn = Decoder::with_ip(bits, &bytes, 0x1000, DecoderOptions::NONE).decode();
-                        if insn.is_invalid() || !insn.cpuid_features().iter().all(|f| INTEGER.contains(f)) {
+                        bytes.extend_from_slice(&[
+                            op, modrm, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88,
+                        ]);
+                        let insn =
+                            Decoder::with_ip(bits, &bytes, 0x1000, DecoderOptions::NONE).decode();
+                        if insn.is_invalid()
+                            || !insn.cpuid_features().iter().all(|f| INTEGER.contains(f))
+                        {
                             continue;
                         }
                         seen += 1;
-                        if !implemented(&insn) && !SYSTEM.contains(&insn.mnemonic()) {
+                        if !implemented(&insn) {
                             missing.insert(format!("{:?}", insn.code()));
                         }
                     }
@@ -72,6 +71,13 @@ fn every_integer_instruction_has_a_handler() {
             }
         }
     }
-    assert!(seen > 10_000, "the probe decoded too few instructions: {seen}");
-    assert!(missing.is_empty(), "{} integer instruction forms without a handler: {missing:?}", missing.len());
+    assert!(
+        seen > 10_000,
+        "the probe decoded too few instructions: {seen}"
+    );
+    assert!(
+        missing.is_empty(),
+        "{} integer instruction forms without a handler: {missing:?}",
+        missing.len()
+    );
 }

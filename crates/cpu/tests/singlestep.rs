@@ -313,7 +313,9 @@ const EXCLUSIONS: [Exclusion; 6] = [
         // issue). The 286 rig had no 80287, so these only compute their address.
         reason: "x87 escape (D8-DF): not implemented in trapeze until the x87/SSE work",
         applies: |c| {
-            let prefixes = [0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3];
+            let prefixes = [
+                0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3,
+            ];
             let opcode = c.test.bytes.iter().find(|b| !prefixes.contains(b));
             opcode.is_some_and(|b| (0xD8..=0xDF).contains(b))
         },

@@ -7,7 +7,9 @@ use trapeze_cpu::classify::{classify, Class, ROBIN_IRVINE};
 
 /// Every instruction form iced-x86 knows, with its class.
 fn forms() -> impl Iterator<Item = (Code, Class)> {
-    Code::values().filter(|c| *c != Code::INVALID).map(|c| (c, classify(c)))
+    Code::values()
+        .filter(|c| *c != Code::INVALID)
+        .map(|c| (c, classify(c)))
 }
 
 /// One JSON object per `Code`.
@@ -29,15 +31,21 @@ pub fn json() -> String {
     serde_json::to_string_pretty(&rows).expect("JSON of plain values")
 }
 
+/// (MNEMONIC, sensitivity, reason): one line of the text table.
+type Line = (String, &'static str, &'static str);
+
 /// The table grouped by class, mnemonics with their reasons.
 pub fn text() -> String {
-    let mut groups: BTreeMap<(u8, &'static str), BTreeSet<(String, &'static str, &'static str)>> = BTreeMap::new();
+    let mut groups: BTreeMap<(u8, &'static str), BTreeSet<Line>> = BTreeMap::new();
     let mut innocuous = 0;
     for (c, k) in forms() {
         let group = if k.privileged {
             (0, "privileged (#GP at CPL > 0)")
         } else if k.critical() {
-            (1, "critical: sensitive but not privileged (the x86 hole in Theorem 1)")
+            (
+                1,
+                "critical: sensitive but not privileged (the x86 hole in Theorem 1)",
+            )
         } else if k.iopl_sensitive {
             (2, "IOPL-sensitive (#GP at CPL > IOPL)")
         } else {
@@ -50,7 +58,11 @@ pub fn text() -> String {
             (false, true) => "behaviour",
             _ => "",
         };
-        groups.entry(group).or_default().insert((format!("{:?}", c.mnemonic()).to_uppercase(), sens, k.reason));
+        groups.entry(group).or_default().insert((
+            format!("{:?}", c.mnemonic()).to_uppercase(),
+            sens,
+            k.reason,
+        ));
     }
     let mut out = String::new();
     for ((_, title), ms) in &groups {
@@ -60,7 +72,10 @@ pub fn text() -> String {
         }
     }
     out.push_str(&format!("innocuous: {innocuous} instruction forms\n\n"));
-    let ri: Vec<String> = ROBIN_IRVINE.iter().map(|m| format!("{m:?}").to_uppercase()).collect();
+    let ri: Vec<String> = ROBIN_IRVINE
+        .iter()
+        .map(|m| format!("{m:?}").to_uppercase())
+        .collect();
     out.push_str(&format!(
         "Theorem 1 (Popek & Goldberg 1974) fails on x86: these sensitive instructions do not trap\n\
          when deprivileged (Robin & Irvine 2000): {}.\n\

@@ -16,9 +16,15 @@ pub const MAX_ROM: usize = 16 << 20;
 #[derive(Debug, Error)]
 pub enum MachineError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot open {path} for the debug console: {source}")]
-    Output { path: PathBuf, source: std::io::Error },
+    Output {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is empty")]
     EmptyImage { path: PathBuf },
     #[error("image of {size} bytes at {load:#x} does not fit in {memory} bytes of guest memory")]
@@ -65,7 +71,9 @@ fn read_image(path: &Path) -> Result<Vec<u8>, MachineError> {
         source,
     })?;
     if data.is_empty() {
-        return Err(MachineError::EmptyImage { path: path.to_owned() });
+        return Err(MachineError::EmptyImage {
+            path: path.to_owned(),
+        });
     }
     Ok(data)
 }
@@ -111,16 +119,26 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
                 'M' => 20,
                 'G' => 30,
                 'T' => 40,
-                _ => return Err(format!("'{s}': unknown size suffix '{c}' (use K, M, G or T)")),
+                _ => {
+                    return Err(format!(
+                        "'{s}': unknown size suffix '{c}' (use K, M, G or T)"
+                    ))
+                }
             };
             (&t[..i], shift)
         }
         _ => (t, 0),
     };
-    let n = parse_addr(num).map_err(|_| format!("'{s}' is not a size (e.g. 256M, 1G, 0x100000)"))?;
-    let bytes = n.checked_shl(shift).filter(|b| b >> shift == n).ok_or(format!("'{s}' is too large"))?;
+    let n =
+        parse_addr(num).map_err(|_| format!("'{s}' is not a size (e.g. 256M, 1G, 0x100000)"))?;
+    let bytes = n
+        .checked_shl(shift)
+        .filter(|b| b >> shift == n)
+        .ok_or(format!("'{s}' is too large"))?;
     if !(MIN_MEMORY..=MAX_MEMORY).contains(&bytes) || bytes % 4096 != 0 {
-        return Err(format!("'{s}': memory must be a multiple of 4 KiB between 1M and 1T"));
+        return Err(format!(
+            "'{s}': memory must be a multiple of 4 KiB between 1M and 1T"
+        ));
     }
     Ok(bytes)
 }
@@ -156,7 +174,10 @@ mod tests {
     #[test]
     fn outputs() {
         assert_eq!("none".parse::<Output>(), Ok(Output::None));
-        assert_eq!("file:/tmp/x".parse::<Output>(), Ok(Output::File("/tmp/x".into())));
+        assert_eq!(
+            "file:/tmp/x".parse::<Output>(),
+            Ok(Output::File("/tmp/x".into()))
+        );
         assert!("file:".parse::<Output>().is_err());
         assert!("tcp:1".parse::<Output>().is_err());
     }

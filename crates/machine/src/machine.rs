@@ -51,9 +51,16 @@ impl Outcome {
 
     pub fn describe(&self) -> String {
         match *self {
-            Outcome::DebugExit(v) => format!("guest wrote {v:#x} to the debug-exit port (status {})", self.exit_status()),
-            Outcome::Halted { interrupts_enabled: false } => "CPU halted with interrupts disabled; nothing can wake it".into(),
-            Outcome::Halted { interrupts_enabled: true } => "CPU halted and no device can raise an interrupt".into(),
+            Outcome::DebugExit(v) => format!(
+                "guest wrote {v:#x} to the debug-exit port (status {})",
+                self.exit_status()
+            ),
+            Outcome::Halted {
+                interrupts_enabled: false,
+            } => "CPU halted with interrupts disabled; nothing can wake it".into(),
+            Outcome::Halted {
+                interrupts_enabled: true,
+            } => "CPU halted and no device can raise an interrupt".into(),
             Outcome::TripleFault => "triple fault: the CPU shut down".into(),
             Outcome::InstructionLimit => "instruction limit reached".into(),
             Outcome::Reset => "guest requested a reset".into(),
@@ -98,7 +105,11 @@ impl Machine {
                     return Err(MachineError::LoadAddress(*load));
                 }
                 if load + size > low {
-                    return Err(MachineError::ImageTooLarge { size, load: *load, memory: cfg.memory });
+                    return Err(MachineError::ImageTooLarge {
+                        size,
+                        load: *load,
+                        memory: cfg.memory,
+                    });
                 }
                 phys.write_bytes(*load, data)?;
                 Some(*load)
@@ -115,8 +126,16 @@ impl Machine {
 
         let exit_code = ExitCode::default();
         let mut ports = PortBus::new();
-        ports.register(debugcon::PORT, 1, Box::new(DebugCon::new(open_output(&cfg.debugcon)?)))?;
-        ports.register(debug_exit::PORT, debug_exit::LEN, Box::new(DebugExit::new(exit_code.clone())))?;
+        ports.register(
+            debugcon::PORT,
+            1,
+            Box::new(DebugCon::new(open_output(&cfg.debugcon)?)),
+        )?;
+        ports.register(
+            debug_exit::PORT,
+            debug_exit::LEN,
+            Box::new(DebugExit::new(exit_code.clone())),
+        )?;
         ports.register(sysctrl::PORT, 1, Box::new(SystemControlA::new(true)))?;
 
         let mut cpu = Cpu::new(Mmu::new(phys));
@@ -124,14 +143,21 @@ impl Machine {
         if let Some(load) = start {
             // Flat images start at 0000:load like a boot sector (segment:offset
             // split for loads at or above 64 KiB), with the boot drive in DL.
-            let (cs, ip) = if load < 0x1_0000 { (0, load as u16) } else { ((load >> 4) as u16, (load & 0xF) as u16) };
+            let (cs, ip) = if load < 0x1_0000 {
+                (0, load as u16)
+            } else {
+                ((load >> 4) as u16, (load & 0xF) as u16)
+            };
             cpu.set_real_mode_entry(cs, ip);
             cpu.gpr[trapeze_cpu::gpr::RDX] = 0x80;
             debug_assert_eq!(cpu.seg[sreg::CS].base + ip as u64, load);
         }
         Ok(Machine {
             cpu,
-            platform: Platform { ports, mmio_unclaimed: 0 },
+            platform: Platform {
+                ports,
+                mmio_unclaimed: 0,
+            },
             exit_code,
             stats: RunStats::default(),
         })
@@ -179,7 +205,14 @@ impl Machine {
         line("guest MIPS", format!("{:.1}", s.mips()));
         let exits: Vec<String> = s.exits.iter().map(|(k, v)| format!("{k} {v}")).collect();
         line("VMM exits", exits.join(", "));
-        line("traps", format!("port I/O {}, MMIO {}", c.io_exits, c.mmio_exits + self.platform.mmio_unclaimed));
+        line(
+            "traps",
+            format!(
+                "port I/O {}, MMIO {}",
+                c.io_exits,
+                c.mmio_exits + self.platform.mmio_unclaimed
+            ),
+        );
         let ports: Vec<String> = self
             .platform
             .ports
@@ -188,16 +221,46 @@ impl Machine {
             .filter(|(_, p)| p.reads + p.writes > 0)
             .map(|(n, p)| format!("{n} {}r/{}w", p.reads, p.writes))
             .collect();
-        line("port traps by device", if ports.is_empty() { "none".into() } else { ports.join(", ") });
-        let exc: Vec<String> = c.exceptions.iter().enumerate().filter(|(_, n)| **n > 0).map(|(v, n)| format!("#{v} {n}")).collect();
-        line("exceptions", if exc.is_empty() { "none".into() } else { exc.join(", ") });
+        line(
+            "port traps by device",
+            if ports.is_empty() {
+                "none".into()
+            } else {
+                ports.join(", ")
+            },
+        );
+        let exc: Vec<String> = c
+            .exceptions
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(v, n)| format!("#{v} {n}"))
+            .collect();
+        line(
+            "exceptions",
+            if exc.is_empty() {
+                "none".into()
+            } else {
+                exc.join(", ")
+            },
+        );
         line("interrupts", c.interrupts.to_string());
-        let sens: Vec<String> = trapeze_cpu::classify::Class::STAT_NAMES.iter().zip(c.sensitive).map(|(n, v)| format!("{n} {v}")).collect();
+        let sens: Vec<String> = trapeze_cpu::classify::Class::STAT_NAMES
+            .iter()
+            .zip(c.sensitive)
+            .map(|(n, v)| format!("{n} {v}"))
+            .collect();
         line("sensitive instructions", sens.join(", "));
         let dc = self.cpu.cache_stats();
         line(
             "decode cache",
-            format!("{} block lookups, {} decoded, {} invalidated ({} SMC writes)", dc.hits + dc.misses, dc.misses, dc.invalidated_blocks, c.code_invalidations),
+            format!(
+                "{} block lookups, {} decoded, {} invalidated ({} SMC writes)",
+                dc.hits + dc.misses,
+                dc.misses,
+                dc.invalidated_blocks,
+                c.code_invalidations
+            ),
         );
         out
     }
@@ -216,6 +279,11 @@ fn open_output(o: &Output) -> Result<Box<dyn Write + Send>, MachineError> {
     Ok(match o {
         Output::Stdout => Box::new(std::io::stdout()),
         Output::None => Box::new(std::io::sink()),
-        Output::File(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(|source| MachineError::Output { path: p.clone(), source })?)),
+        Output::File(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(
+            |source| MachineError::Output {
+                path: p.clone(),
+                source,
+            },
+        )?)),
     })
 }

@@ -4,10 +4,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use trapeze_machine::{parse_addr, parse_size, Config, Image, Machine, Outcome, Output, BENCH_GUEST, DEFAULT_GUEST};
+use trapeze_machine::{
+    parse_addr, parse_size, Config, Image, Machine, Outcome, Output, BENCH_GUEST, DEFAULT_GUEST,
+};
 
 #[derive(Parser)]
-#[command(name = "trapeze", version, about = "A pure-software x86 PC: trap-and-emulate VMM, step debugger and emulation meter")]
+#[command(
+    name = "trapeze",
+    version,
+    about = "A pure-software x86 PC: trap-and-emulate VMM, step debugger and emulation meter"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -66,7 +72,11 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Bench { runs } => bench(runs),
         Command::Classify { json } => {
-            let table = if json { trapeze_machine::classify::json() } else { trapeze_machine::classify::text() };
+            let table = if json {
+                trapeze_machine::classify::json()
+            } else {
+                trapeze_machine::classify::text()
+            };
             // A closed pipe (`| head`) is not an error worth a panic.
             let _ = std::io::Write::write_all(&mut std::io::stdout(), table.as_bytes());
             Ok(0)
@@ -85,9 +95,17 @@ fn run(args: RunArgs) -> Result<i32, trapeze_machine::MachineError> {
     let image = match (&args.flat, &args.bios) {
         (Some(f), _) => Image::flat_file(f, args.load)?,
         (None, Some(b)) => Image::bios_file(b)?,
-        (None, None) => Image::Flat { data: DEFAULT_GUEST.to_vec(), load: 0x7c00 },
+        (None, None) => Image::Flat {
+            data: DEFAULT_GUEST.to_vec(),
+            load: 0x7c00,
+        },
     };
-    let cfg = Config { memory: args.memory, image, debugcon: args.debugcon, pg_strict: args.pg_strict };
+    let cfg = Config {
+        memory: args.memory,
+        image,
+        debugcon: args.debugcon,
+        pg_strict: args.pg_strict,
+    };
     let mut m = Machine::new(&cfg)?;
     let outcome = m.run(args.max_instructions);
     eprintln!("trapeze: {}", outcome.describe());
@@ -103,7 +121,10 @@ fn run(args: RunArgs) -> Result<i32, trapeze_machine::MachineError> {
 fn bench(runs: u32) -> Result<i32, trapeze_machine::MachineError> {
     let cfg = Config {
         memory: 16 << 20,
-        image: Image::Flat { data: BENCH_GUEST.to_vec(), load: 0x7c00 },
+        image: Image::Flat {
+            data: BENCH_GUEST.to_vec(),
+            load: 0x7c00,
+        },
         debugcon: Output::None,
         pg_strict: false,
     };
@@ -112,7 +133,10 @@ fn bench(runs: u32) -> Result<i32, trapeze_machine::MachineError> {
         let mut m = Machine::new(&cfg)?;
         let outcome = m.run(None);
         if outcome != Outcome::DebugExit(0) {
-            eprintln!("trapeze: bench guest did not finish: {}", outcome.describe());
+            eprintln!(
+                "trapeze: bench guest did not finish: {}",
+                outcome.describe()
+            );
             return Ok(1);
         }
         if best.as_ref().is_none_or(|b| m.stats.wall < b.wall) {

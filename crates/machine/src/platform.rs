@@ -22,7 +22,9 @@ impl Bus for Platform {
             IoAccess::Stop | IoAccess::Reset => BusFlow::Stop,
             IoAccess::A20(on) => BusFlow::A20(on),
             // Only the APICs answer with these, and none is wired yet.
-            IoAccess::Interrupt(_) | IoAccess::EoiBroadcast(_) | IoAccess::Signal(_) => BusFlow::Continue,
+            IoAccess::Interrupt(_) | IoAccess::EoiBroadcast(_) | IoAccess::Signal(_) => {
+                BusFlow::Continue
+            }
         }
     }
 

@@ -19,13 +19,20 @@ fn run_guest(name: &str, extra: &[&str]) -> (Vec<u8>, i32, String) {
     let image = dir.join(format!("{name}.bin"));
     let kind = if name == "rom" { "--bios" } else { "--flat" };
     let mut cmd = trapeze();
-    cmd.args(["run", kind]).arg(&image).args(["--memory", "16M"]).args(extra);
+    cmd.args(["run", kind])
+        .arg(&image)
+        .args(["--memory", "16M"])
+        .args(extra);
     if !extra.contains(&"--max-instructions") {
         // A guest that goes wrong must not hang the test.
         cmd.args(["--max-instructions", "500000000"]);
     }
     let out = cmd.output().expect("trapeze runs");
-    (out.stdout, out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.stdout,
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// The QEMU reference: `X.expected` and `X.status`. Where trapeze's status differs
@@ -35,9 +42,17 @@ fn run_guest(name: &str, extra: &[&str]) -> (Vec<u8>, i32, String) {
 fn expected(name: &str) -> (Vec<u8>, i32) {
     let dir = guests_dir();
     let out = std::fs::read(dir.join(format!("{name}.expected"))).unwrap();
-    let status_file = ["status-trapeze", "status"].iter().map(|ext| dir.join(format!("{name}.{ext}"))).find(|p| p.exists()).unwrap();
+    let status_file = ["status-trapeze", "status"]
+        .iter()
+        .map(|ext| dir.join(format!("{name}.{ext}")))
+        .find(|p| p.exists())
+        .unwrap();
     let text = std::fs::read_to_string(status_file).unwrap();
-    let status = text.split_whitespace().next().and_then(|w| w.parse().ok()).expect("a status number first");
+    let status = text
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.parse().ok())
+        .expect("a status number first");
     (out, status)
 }
 
@@ -46,7 +61,14 @@ fn expected(name: &str) -> (Vec<u8>, i32) {
 fn all_guests() -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(guests_dir())
         .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok()?.strip_suffix(".expected").map(str::to_owned))
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .into_string()
+                .ok()?
+                .strip_suffix(".expected")
+                .map(str::to_owned)
+        })
         .collect();
     v.sort();
     v
@@ -68,14 +90,23 @@ fn every_guest_matches_qemu() {
             ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} guests differ from QEMU:\n{}", failures.len(), guests.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} guests differ from QEMU:\n{}",
+        failures.len(),
+        guests.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn triple_fault_ends_with_a_register_dump() {
     let (_, _, err) = run_guest("triple", &[]);
     assert!(err.contains("triple fault"), "{err}");
-    assert!(err.contains("rip=") && err.contains("cr0="), "register dump missing:\n{err}");
+    assert!(
+        err.contains("rip=") && err.contains("cr0="),
+        "register dump missing:\n{err}"
+    );
 }
 
 #[test]
@@ -96,7 +127,10 @@ fn default_guest_is_embedded() {
 fn same_guest_same_instruction_count() {
     let count = || {
         let (_, _, err) = run_guest("string", &["--stats"]);
-        err.lines().find(|l| l.contains("instructions retired")).map(str::to_owned).expect("stats line")
+        err.lines()
+            .find(|l| l.contains("instructions retired"))
+            .map(str::to_owned)
+            .expect("stats line")
     };
     assert_eq!(count(), count());
 }
@@ -104,7 +138,13 @@ fn same_guest_same_instruction_count() {
 #[test]
 fn stats_report_mips_and_exits() {
     let (_, _, err) = run_guest("hello", &["--stats"]);
-    for k in ["instructions retired", "guest MIPS", "VMM exits", "port traps by device", "debugcon"] {
+    for k in [
+        "instructions retired",
+        "guest MIPS",
+        "VMM exits",
+        "port traps by device",
+        "debugcon",
+    ] {
         assert!(err.contains(k), "missing {k}:\n{err}");
     }
 }
@@ -112,7 +152,10 @@ fn stats_report_mips_and_exits() {
 #[test]
 fn debugcon_to_file_and_none() {
     let path = std::env::temp_dir().join(format!("trapeze-debugcon-{}.txt", std::process::id()));
-    let (out, status, _) = run_guest("hello", &["--debugcon", &format!("file:{}", path.display())]);
+    let (out, status, _) = run_guest(
+        "hello",
+        &["--debugcon", &format!("file:{}", path.display())],
+    );
     assert!(out.is_empty());
     assert_eq!(status, 1);
     assert_eq!(std::fs::read(&path).unwrap(), expected("hello").0);
@@ -141,8 +184,18 @@ fn bad_input_is_a_clear_error() {
     let cases: Vec<Vec<String>> = vec![
         vec!["--flat".into(), "/nonexistent/image.bin".into()],
         vec!["--flat".into(), empty.display().to_string()],
-        vec!["--flat".into(), big.display().to_string(), "--memory".into(), "2M".into()],
-        vec!["--flat".into(), big.display().to_string(), "--load".into(), "0x200000".into()],
+        vec![
+            "--flat".into(),
+            big.display().to_string(),
+            "--memory".into(),
+            "2M".into(),
+        ],
+        vec![
+            "--flat".into(),
+            big.display().to_string(),
+            "--load".into(),
+            "0x200000".into(),
+        ],
         vec!["--bios".into(), odd_rom.display().to_string()],
         vec!["--memory".into(), "lots".into()],
         vec!["--memory".into(), "64T".into()],
@@ -157,7 +210,10 @@ fn bad_input_is_a_clear_error() {
         assert_ne!(out.status.code(), Some(0), "{args:?} should fail");
         assert!(out.status.code().is_some(), "{args:?} died by a signal");
         assert!(!err.contains("panicked"), "{args:?} panicked:\n{err}");
-        assert!(err.to_lowercase().contains("error"), "{args:?}: no error message:\n{err}");
+        assert!(
+            err.to_lowercase().contains("error"),
+            "{args:?}: no error message:\n{err}"
+        );
     }
     for p in [empty, big, odd_rom] {
         let _ = std::fs::remove_file(p);

@@ -6,6 +6,7 @@
 
 mod bus;
 mod mmu;
+pub mod paging;
 mod phys;
 mod tlb;
 

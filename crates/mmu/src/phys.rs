@@ -165,6 +165,25 @@ impl PhysMem {
         Some((ptr, matches!(r.backing, Backing::Ram(_))))
     }
 
+    /// A little-endian load of `size` (1..=8) bytes from RAM or ROM, or None if any of
+    /// them is elsewhere (page walks read their tables with it).
+    pub(crate) fn load(&self, phys: u64, size: usize) -> Option<u64> {
+        let r = self.regions.iter().find(|r| r.contains(phys))?;
+        if !r.contains(phys.checked_add(size as u64 - 1)?) {
+            return None;
+        }
+        let mut b = [0u8; 8];
+        // SAFETY: the range lies inside the region.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                r.host_ptr().add((phys - r.base) as usize),
+                b.as_mut_ptr(),
+                size,
+            )
+        };
+        Some(u64::from_le_bytes(b))
+    }
+
     /// Copy host bytes into guest RAM (loaders, tests). Fails unless the whole range is RAM.
     pub fn write_bytes(&mut self, addr: u64, data: &[u8]) -> Result<(), MapError> {
         let len = data.len() as u64;
@@ -193,17 +212,26 @@ impl PhysMem {
 
     fn ram_covering(&self, addr: u64, len: u64) -> Result<RamRef, MapError> {
         let not_ram = MapError::NotRam { addr, len };
-        let end = addr.checked_add(len).ok_or(MapError::NotRam { addr, len })?;
-        if self.regions.iter().any(|r| {
-            matches!(r.backing, Backing::Rom(_)) && addr < r.base + r.size && r.base < end
-        }) {
+        let end = addr
+            .checked_add(len)
+            .ok_or(MapError::NotRam { addr, len })?;
+        if self
+            .regions
+            .iter()
+            .any(|r| matches!(r.backing, Backing::Rom(_)) && addr < r.base + r.size && r.base < end)
+        {
             return Err(not_ram);
         }
         self.regions
             .iter()
             .enumerate()
-            .find(|(_, r)| matches!(r.backing, Backing::Ram(_)) && r.contains(addr) && end <= r.base + r.size)
-            .map(|(index, r)| RamRef { index, base: r.base })
+            .find(|(_, r)| {
+                matches!(r.backing, Backing::Ram(_)) && r.contains(addr) && end <= r.base + r.size
+            })
+            .map(|(index, r)| RamRef {
+                index,
+                base: r.base,
+            })
             .ok_or(not_ram)
     }
 
@@ -256,8 +284,17 @@ mod tests {
         assert!(m.write_bytes(0x1FFF, &[1, 2]).is_err());
         assert!(m.write_bytes(u64::MAX, &[1]).is_err());
         assert!(m.host_page(0x2000).is_none());
-        assert_eq!(m.add_ram(0x1000, 0x1000), Err(MapError::Overlap { base: 0x1000, size: 0x1000 }));
-        assert!(matches!(m.add_ram(0x10000, 0), Err(MapError::BadRange { .. })));
+        assert_eq!(
+            m.add_ram(0x1000, 0x1000),
+            Err(MapError::Overlap {
+                base: 0x1000,
+                size: 0x1000
+            })
+        );
+        assert!(matches!(
+            m.add_ram(0x10000, 0),
+            Err(MapError::BadRange { .. })
+        ));
     }
 
     #[test]

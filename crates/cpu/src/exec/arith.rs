@@ -4,13 +4,13 @@
 use iced_x86::Mnemonic;
 use trapeze_mmu::Bus;
 
-use crate::{by_form, by_size};
 use crate::cpu::Cpu;
 use crate::decode_cache::Entry;
 use crate::exec::Table;
 use crate::fault::Fault;
 use crate::flags::Op;
 use crate::state::Word;
+use crate::{by_form, by_size};
 
 pub(crate) fn register(t: &mut Table) {
     t.on(Mnemonic::Add, by_form!(alu, alu_reg, Add));
@@ -147,7 +147,11 @@ impl Step for Dec {
 
 #[inline(always)]
 fn step<T: Word, O: Step>(cpu: &mut Cpu, a: T) -> T {
-    let r = T::from_u64(if O::FLAGS == Op::Inc { a.to_u64().wrapping_add(1) } else { a.to_u64().wrapping_sub(1) });
+    let r = T::from_u64(if O::FLAGS == Op::Inc {
+        a.to_u64().wrapping_add(1)
+    } else {
+        a.to_u64().wrapping_sub(1)
+    });
     cpu.set_lazy::<T>(O::FLAGS, a.to_u64(), 1, r.to_u64());
     r
 }
@@ -158,7 +162,9 @@ fn step_rmw<T: Word, O: Step>(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Re
 
 /// NEG: 0 - dst, so CF = (dst != 0) falls out of the SUB borrow rule.
 fn neg<T: Word>(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
-    cpu.rmw::<T>(bus, e, |cpu, a| Some(compute::<T, Sub>(cpu, T::from_u64(0), a)))
+    cpu.rmw::<T>(bus, e, |cpu, a| {
+        Some(compute::<T, Sub>(cpu, T::from_u64(0), a))
+    })
 }
 
 /// NOT changes no flags.

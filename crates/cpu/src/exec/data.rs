@@ -40,7 +40,16 @@ pub(crate) fn register(t: &mut Table) {
     t.on(Mnemonic::Sahf, |_| Some(sahf));
     t.on_all(CMOVCC, |i| cc_select(i, &CMOV_BY_SIZE));
     t.on_all(SETCC, |i| Some(SET[cc(i)]));
-    t.on_all(&[Mnemonic::Lds, Mnemonic::Les, Mnemonic::Lfs, Mnemonic::Lgs, Mnemonic::Lss], by_size!(load_far_pointer));
+    t.on_all(
+        &[
+            Mnemonic::Lds,
+            Mnemonic::Les,
+            Mnemonic::Lfs,
+            Mnemonic::Lgs,
+            Mnemonic::Lss,
+        ],
+        by_size!(load_far_pointer),
+    );
 }
 
 /// The Jcc/SETcc/CMOVcc condition as its 4-bit encoding.
@@ -62,20 +71,48 @@ macro_rules! per_cc {
 }
 
 const CMOVCC: &[Mnemonic] = &[
-    Mnemonic::Cmovo, Mnemonic::Cmovno, Mnemonic::Cmovb, Mnemonic::Cmovae, Mnemonic::Cmove,
-    Mnemonic::Cmovne, Mnemonic::Cmovbe, Mnemonic::Cmova, Mnemonic::Cmovs, Mnemonic::Cmovns,
-    Mnemonic::Cmovp, Mnemonic::Cmovnp, Mnemonic::Cmovl, Mnemonic::Cmovge, Mnemonic::Cmovle,
+    Mnemonic::Cmovo,
+    Mnemonic::Cmovno,
+    Mnemonic::Cmovb,
+    Mnemonic::Cmovae,
+    Mnemonic::Cmove,
+    Mnemonic::Cmovne,
+    Mnemonic::Cmovbe,
+    Mnemonic::Cmova,
+    Mnemonic::Cmovs,
+    Mnemonic::Cmovns,
+    Mnemonic::Cmovp,
+    Mnemonic::Cmovnp,
+    Mnemonic::Cmovl,
+    Mnemonic::Cmovge,
+    Mnemonic::Cmovle,
     Mnemonic::Cmovg,
 ];
 const SETCC: &[Mnemonic] = &[
-    Mnemonic::Seto, Mnemonic::Setno, Mnemonic::Setb, Mnemonic::Setae, Mnemonic::Sete,
-    Mnemonic::Setne, Mnemonic::Setbe, Mnemonic::Seta, Mnemonic::Sets, Mnemonic::Setns,
-    Mnemonic::Setp, Mnemonic::Setnp, Mnemonic::Setl, Mnemonic::Setge, Mnemonic::Setle,
+    Mnemonic::Seto,
+    Mnemonic::Setno,
+    Mnemonic::Setb,
+    Mnemonic::Setae,
+    Mnemonic::Sete,
+    Mnemonic::Setne,
+    Mnemonic::Setbe,
+    Mnemonic::Seta,
+    Mnemonic::Sets,
+    Mnemonic::Setns,
+    Mnemonic::Setp,
+    Mnemonic::Setnp,
+    Mnemonic::Setl,
+    Mnemonic::Setge,
+    Mnemonic::Setle,
     Mnemonic::Setg,
 ];
 
 static SET: [Handler; 16] = per_cc!(setcc);
-static CMOV_BY_SIZE: [[Handler; 16]; 3] = [per_cc!(cmovcc, u16), per_cc!(cmovcc, u32), per_cc!(cmovcc, u64)];
+static CMOV_BY_SIZE: [[Handler; 16]; 3] = [
+    per_cc!(cmovcc, u16),
+    per_cc!(cmovcc, u32),
+    per_cc!(cmovcc, u64),
+];
 
 /// Pick from a per-size (16/32/64), per-condition handler table.
 pub(crate) fn cc_select(i: &Instruction, t: &[[Handler; 16]; 3]) -> Option<Handler> {
@@ -92,9 +129,11 @@ fn select_mov(i: &Instruction) -> Option<Handler> {
     let reg = |n| (i.op_kind(n) == OpKind::Register).then(|| i.op_register(n));
     match (reg(0), reg(1)) {
         (Some(r), _) if r.is_segment_register() => Some(mov_to_sreg),
-        (_, Some(r)) if r.is_segment_register() => {
-            Some(if i.op0_kind() == OpKind::Memory { mov_from_sreg::<u16> } else { by_size!(mov_from_sreg)(i)? })
-        }
+        (_, Some(r)) if r.is_segment_register() => Some(if i.op0_kind() == OpKind::Memory {
+            mov_from_sreg::<u16>
+        } else {
+            by_size!(mov_from_sreg)(i)?
+        }),
         (Some(r), _) if r.is_cr() => Some(crate::exec::system::mov_to_cr),
         (_, Some(r)) if r.is_cr() => Some(crate::exec::system::mov_from_cr),
         (Some(r), _) | (_, Some(r)) if r.is_dr() => Some(crate::exec::system::mov_dr),
@@ -143,7 +182,11 @@ fn ext_select(i: &Instruction, signed: bool) -> Option<Handler> {
           4, 2 => u32, u16; 8, 2 => u64, u16; 4, 4 => u32, u32; 8, 4 => u64, u32)
 }
 
-fn extend<D: Word, S: Word, const SIGNED: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
+fn extend<D: Word, S: Word, const SIGNED: bool>(
+    cpu: &mut Cpu,
+    bus: &mut dyn Bus,
+    e: &Entry,
+) -> Result<(), Fault> {
     let v = cpu.read_op::<S>(bus, e, 1)?;
     let wide = if SIGNED { v.sext() } else { v.to_u64() };
     cpu.write_op::<D>(bus, e, 0, D::from_u64(wide))
@@ -189,11 +232,20 @@ fn cmpxchg<T: Word>(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result<(), F
     let mut seen = None;
     cpu.rmw::<T>(bus, e, |cpu, dst| {
         seen = Some(dst);
-        cpu.set_lazy::<T>(Op::Sub, acc.to_u64(), dst.to_u64(), acc.to_u64().wrapping_sub(dst.to_u64()));
+        cpu.set_lazy::<T>(
+            Op::Sub,
+            acc.to_u64(),
+            dst.to_u64(),
+            acc.to_u64().wrapping_sub(dst.to_u64()),
+        );
         // A register destination is left alone on mismatch (only memory sees the
         // write-back), which the hardware does too: 32-bit registers are not
         // zero-extended then.
-        (acc == dst || e.insn.op0_kind() != OpKind::Register).then_some(if acc == dst { src } else { dst })
+        (acc == dst || e.insn.op0_kind() != OpKind::Register).then_some(if acc == dst {
+            src
+        } else {
+            dst
+        })
     })?;
     let dst = seen.expect("rmw runs its closure on success");
     if acc != dst {
@@ -214,15 +266,22 @@ fn cmpxchg_double<H: Word>(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Resul
     let lo = cpu.mmu.read::<H>(bus, lin)?;
     let hi = cpu.mmu.read::<H>(bus, lin.wrapping_add(H::BYTES as u64))?;
     cpu.mmu.probe_write(lin, 2 * H::BYTES)?;
-    let (a, d) = (H::from_u64(cpu.gpr[gpr::RAX]), H::from_u64(cpu.gpr[gpr::RDX]));
+    let (a, d) = (
+        H::from_u64(cpu.gpr[gpr::RAX]),
+        H::from_u64(cpu.gpr[gpr::RDX]),
+    );
     let equal = lo == a && hi == d;
     let (wl, wh) = if equal {
-        (H::from_u64(cpu.gpr[gpr::RBX]), H::from_u64(cpu.gpr[gpr::RCX]))
+        (
+            H::from_u64(cpu.gpr[gpr::RBX]),
+            H::from_u64(cpu.gpr[gpr::RCX]),
+        )
     } else {
         (lo, hi)
     };
     cpu.mmu.write::<H>(bus, lin, wl)?;
-    cpu.mmu.write::<H>(bus, lin.wrapping_add(H::BYTES as u64), wh)?;
+    cpu.mmu
+        .write::<H>(bus, lin.wrapping_add(H::BYTES as u64), wh)?;
     if !equal {
         cpu.set_gpr::<H>(gpr::RAX, lo);
         cpu.set_gpr::<H>(gpr::RDX, hi);
@@ -304,7 +363,11 @@ fn load_far_pointer<T: Word>(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Res
     let off = cpu.ea(&e.mem);
     let seg = e.mem.seg as usize;
     let v = cpu.read_mem::<T>(bus, seg, off)?;
-    let sel = cpu.read_mem::<u16>(bus, seg, off.wrapping_add(T::BYTES as u64) & e.mem.addr_mask)?;
+    let sel = cpu.read_mem::<u16>(
+        bus,
+        seg,
+        off.wrapping_add(T::BYTES as u64) & e.mem.addr_mask,
+    )?;
     let target = match e.insn.mnemonic() {
         Mnemonic::Lds => sreg::DS,
         Mnemonic::Les => sreg::ES,

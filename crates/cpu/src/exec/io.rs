@@ -9,6 +9,7 @@ use crate::cpu::Cpu;
 use crate::decode_cache::Entry;
 use crate::exec::{op_size, Handler, Table};
 use crate::fault::Fault;
+use crate::flags::rf;
 use crate::state::{gpr, Word};
 
 pub(crate) fn register(t: &mut Table) {
@@ -34,17 +35,29 @@ fn by_port_size(i: &Instruction, n: u32, h: [Handler; 3]) -> Option<Handler> {
 
 /// The I/O-permission check of SDM Vol.1 19.5: in protected mode with CPL > IOPL, and
 /// always in virtual-8086 mode, every byte of the access must be allowed by the TSS
-/// I/O permission bitmap, else #GP(0). Real mode and CPL 0 (everything trapeze runs
-/// so far) are always allowed; the protected-mode issue (privilege checks, TSS) fills
-/// this in. IN, OUT, INS and OUTS all call it before touching the port.
-pub(crate) fn io_permitted(_cpu: &Cpu, _port: u16, _size: usize) -> Result<(), Fault> {
-    Ok(())
+/// I/O permission bitmap, else #GP(0). IN, OUT, INS and OUTS all call it before
+/// touching the port.
+#[inline]
+pub(crate) fn io_permitted(
+    cpu: &mut Cpu,
+    bus: &mut dyn Bus,
+    port: u16,
+    size: usize,
+) -> Result<(), Fault> {
+    if !cpu.protected() || (!cpu.v86() && cpu.cpl() as u64 <= (cpu.rflags & rf::IOPL) >> 12) {
+        return Ok(());
+    }
+    if cpu.io_bitmap_allows(bus, port, size)? {
+        Ok(())
+    } else {
+        Err(Fault::gp(0))
+    }
 }
 
 /// Read a T-sized value from `port` (checks, counts and traps).
 #[inline]
 pub(crate) fn port_in<T: Word>(cpu: &mut Cpu, bus: &mut dyn Bus, port: u16) -> Result<T, Fault> {
-    io_permitted(cpu, port, T::BYTES)?;
+    io_permitted(cpu, bus, port, T::BYTES)?;
     cpu.stats.io_exits += 1;
     Ok(T::from_u64(bus.io_in(port, T::BYTES as u8) as u64))
 }
@@ -58,7 +71,7 @@ pub(crate) fn port_out<T: Word>(
     port: u16,
     v: T,
 ) -> Result<(), Fault> {
-    io_permitted(cpu, port, T::BYTES)?;
+    io_permitted(cpu, bus, port, T::BYTES)?;
     cpu.stats.io_exits += 1;
     let flow = bus.io_out(port, T::BYTES as u8, v.to_u64() as u32);
     cpu.mmu.bus_flow(flow);
@@ -208,5 +221,29 @@ pub(crate) mod tests {
         // The stop comes after the OUT completes: RIP is at the HLT.
         assert_eq!(cpu.rip, 0x1007);
         assert_eq!(cpu.run(&mut bus, 100), Exit::Halt);
+    }
+
+    #[test]
+    fn io_permission_follows_cpl_iopl_and_the_tss_bitmap() {
+        use crate::segment::tests::{pm, pm3, put, TSS};
+        let bus = &mut crate::NullBus;
+        // CPL 0 <= IOPL 0: anything goes.
+        let mut cpu = pm(&[]);
+        assert_eq!(io_permitted(&mut cpu, bus, 0x80, 1), Ok(()));
+        // CPL 3 > IOPL 0, and the bitmap base lies past the TSS limit: #GP(0).
+        let mut cpu = pm3(&[]);
+        assert_eq!(io_permitted(&mut cpu, bus, 0x80, 1), Err(Fault::gp(0)));
+        // A bitmap that allows ports 80h-87h.
+        put(&mut cpu, TSS + 0x68 + 0x10, &[0x00, 0xFF]);
+        cpu.tr.limit = 0x68 + 0x11;
+        assert_eq!(io_permitted(&mut cpu, bus, 0x84, 4), Ok(()));
+        assert_eq!(io_permitted(&mut cpu, bus, 0x86, 4), Err(Fault::gp(0)));
+        // IOPL 3: no bitmap needed.
+        cpu.set_rflags(crate::rf::IOPL);
+        assert_eq!(io_permitted(&mut cpu, bus, 0x3F8, 1), Ok(()));
+        // Virtual-8086 mode ignores IOPL: only the bitmap counts.
+        cpu.set_rflags(crate::rf::IOPL | crate::rf::VM);
+        assert_eq!(io_permitted(&mut cpu, bus, 0x3F8, 1), Err(Fault::gp(0)));
+        assert_eq!(io_permitted(&mut cpu, bus, 0x80, 1), Ok(()));
     }
 }

@@ -66,7 +66,9 @@ fn table() -> &'static Table {
         string::register(&mut t);
         system::register(&mut t);
         // UD0/UD1/UD2 exist to raise #UD; they are implemented, not missing.
-        t.on_all(&[Mnemonic::Ud0, Mnemonic::Ud1, Mnemonic::Ud2], |_| Some(invalid));
+        t.on_all(&[Mnemonic::Ud0, Mnemonic::Ud1, Mnemonic::Ud2], |_| {
+            Some(invalid)
+        });
         t
     })
 }
@@ -84,7 +86,10 @@ pub fn select(i: &Instruction) -> Handler {
 
 /// Is there a handler for this instruction?
 pub fn implemented(i: &Instruction) -> bool {
-    !i.is_invalid() && table().0[i.mnemonic() as usize].and_then(|s| s(i)).is_some()
+    !i.is_invalid()
+        && table().0[i.mnemonic() as usize]
+            .and_then(|s| s(i))
+            .is_some()
 }
 
 /// A privileged instruction at CPL > 0 (or, in strict mode, a sensitive one): #GP(0)
@@ -171,7 +176,10 @@ macro_rules! by_size {
 
 /// Are operands 0 and 1 registers or immediates only (no memory, nothing exotic)?
 pub fn register_form(e: &Entry) -> bool {
-    e.ops.iter().zip(0..e.insn.op_count()).all(|(&o, _)| o < opnd::MEM || o == opnd::IMM)
+    e.ops
+        .iter()
+        .zip(0..e.insn.op_count())
+        .all(|(&o, _)| o < opnd::MEM || o == opnd::IMM)
 }
 
 /// `by_form!(mem_f, reg_f, Op)`: like `by_size!`, but picks `reg_f` for instructions
@@ -233,7 +241,13 @@ impl Cpu {
 
     /// Write operand `n` (0 or 1; register or memory).
     #[inline(always)]
-    pub fn write_op<T: Word>(&mut self, bus: &mut dyn Bus, e: &Entry, n: u32, v: T) -> Result<(), Fault> {
+    pub fn write_op<T: Word>(
+        &mut self,
+        bus: &mut dyn Bus,
+        e: &Entry,
+        n: u32,
+        v: T,
+    ) -> Result<(), Fault> {
         match e.ops.get(n as usize).copied().unwrap_or(opnd::OTHER) {
             r @ 0..=15 => {
                 self.set_gpr::<T>(r as usize, v);

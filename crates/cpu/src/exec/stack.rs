@@ -191,8 +191,8 @@ fn leave<T: Word>(cpu: &mut Cpu, bus: &mut dyn Bus, _: &Entry) -> Result<(), Fau
     })
 }
 
-/// Virtual-8086 mode with IOPL < 3 makes PUSHF/POPF #GP(0) (SDM Vol.2B PUSHF, POPF;
-/// the CR4.VME variant belongs to the virtual-8086 work).
+/// Virtual-8086 mode with IOPL < 3 makes PUSHF/POPF #GP(0), for the monitor to
+/// emulate (SDM Vol.2B PUSHF, POPF; CR4.VME is not implemented).
 fn v86_iopl_check(cpu: &Cpu) -> Result<(), Fault> {
     if cpu.v86() && cpu.rflags & rf::IOPL != rf::IOPL {
         return Err(Fault::gp(0));
@@ -207,13 +207,16 @@ fn pushf<T: Word>(cpu: &mut Cpu, bus: &mut dyn Bus, _: &Entry) -> Result<(), Fau
     cpu.push::<T>(bus, T::from_u64(f))
 }
 
-/// The RFLAGS bits a POPF of `bytes` bytes may change (SDM Vol.2B POPF, its
-/// Table "Effect of POPF/POPFD on the EFLAGS Register"): the status flags, TF DF NT,
-/// AC and ID; IOPL only at CPL 0; IF only when CPL <= IOPL. VIP VIF VM are never
-/// changed, RF is handled by the caller; a 16-bit POPF reaches only bits 0-15.
-/// Real mode counts as CPL 0, virtual-8086 mode as CPL 3.
-fn popf_mask(cpl: u8, iopl: u8, bytes: usize) -> u64 {
+/// The RFLAGS bits a POPF (or, with `iret`, an IRET) of `bytes` bytes may change (SDM
+/// Vol.2B POPF, its Table "Effect of POPF/POPFD on the EFLAGS Register"; IRET): the
+/// status flags, TF DF NT, AC and ID; RF for IRET only; IOPL only at CPL 0; IF only
+/// when CPL <= IOPL. VIP VIF VM are never changed here; a 16-bit operand reaches only
+/// bits 0-15. Real mode counts as CPL 0, virtual-8086 mode as CPL 3.
+pub(crate) fn flags_mask(cpl: u8, iopl: u8, bytes: usize, iret: bool) -> u64 {
     let mut m = rf::ARITH | rf::TF | rf::DF | rf::NT | rf::AC | rf::ID;
+    if iret {
+        m |= rf::RF;
+    }
     if cpl == 0 {
         m |= rf::IOPL;
     }
@@ -231,7 +234,7 @@ fn popf<T: Word>(cpu: &mut Cpu, bus: &mut dyn Bus, _: &Entry) -> Result<(), Faul
     v86_iopl_check(cpu)?;
     let v = cpu.pop::<T>(bus)?.to_u64();
     let iopl = ((cpu.rflags & rf::IOPL) >> 12) as u8;
-    let m = popf_mask(cpu.cpl(), iopl, T::BYTES);
+    let m = flags_mask(cpu.cpl(), iopl, T::BYTES, false);
     let mut f = (cpu.rflags() & !m) | (v & m);
     if T::BYTES > 2 {
         f &= !rf::RF;
@@ -475,14 +478,15 @@ mod tests {
     fn popf_masks_follow_the_sdm_table() {
         let base = rf::ARITH | rf::TF | rf::DF | rf::NT | rf::AC | rf::ID;
         // CPL 0 (and real mode): everything but VIP VIF VM RF.
-        assert_eq!(popf_mask(0, 0, 4), base | rf::IF | rf::IOPL);
+        assert_eq!(flags_mask(0, 0, 4, false), base | rf::IF | rf::IOPL);
         // CPL > IOPL: neither IF nor IOPL.
-        assert_eq!(popf_mask(3, 0, 4), base);
+        assert_eq!(flags_mask(3, 0, 4, false), base);
         // 0 < CPL <= IOPL: IF but not IOPL.
-        assert_eq!(popf_mask(3, 3, 8), base | rf::IF);
-        assert_eq!(popf_mask(1, 2, 2), (base | rf::IF) & 0xFFFF);
+        assert_eq!(flags_mask(3, 3, 8, false), base | rf::IF);
+        assert_eq!(flags_mask(3, 3, 8, true), base | rf::IF | rf::RF);
+        assert_eq!(flags_mask(1, 2, 2, false), (base | rf::IF) & 0xFFFF);
         // A 16-bit POPF at CPL 0 reaches all of FLAGS 0-15 that is not reserved.
-        assert_eq!(popf_mask(0, 0, 2), 0x7FD5);
+        assert_eq!(flags_mask(0, 0, 2, false), 0x7FD5);
     }
 
     #[test]
@@ -532,5 +536,45 @@ mod tests {
         cpu.mmu.phys.write_bytes(0x8000, &[0xFF, 0xCE]).unwrap(); // IOPL 0 in the image
         assert_eq!(cpu.step(&mut NullBus), Exit::Budget);
         assert_eq!(cpu.rflags(), 0x7ED7);
+    }
+
+    #[test]
+    fn pushf_and_popf_in_virtual_8086_mode() {
+        // pushf ; popf at IOPL 0: #GP(0) for the monitor, nothing moved.
+        let mut cpu = real_mode(&[0x9C, 0x9D]);
+        cpu.cr0 |= crate::cr0::PE;
+        cpu.set_rflags(rf::VM);
+        cpu.gpr[gpr::RSP] = 0x8000;
+        assert_eq!(
+            pushf::<u16>(&mut cpu, &mut NullBus, &dummy()),
+            Err(Fault::gp(0))
+        );
+        assert_eq!(
+            popf::<u16>(&mut cpu, &mut NullBus, &dummy()),
+            Err(Fault::gp(0))
+        );
+        assert_eq!(cpu.gpr[gpr::RSP], 0x8000);
+        // IOPL 3: PUSHF stores VM as 0; POPF changes IF but neither IOPL nor VM.
+        cpu.set_rflags(rf::VM | rf::IOPL | rf::IF);
+        assert_eq!(pushf::<u32>(&mut cpu, &mut NullBus, &dummy()), Ok(()));
+        assert_eq!(read32(&cpu, 0x7FFC) as u64, rf::FIXED1 | rf::IOPL | rf::IF);
+        cpu.mmu
+            .phys
+            .write_bytes(0x7FFC, &(rf::CF as u32).to_le_bytes())
+            .unwrap();
+        assert_eq!(popf::<u32>(&mut cpu, &mut NullBus, &dummy()), Ok(()));
+        assert_eq!(cpu.rflags(), rf::FIXED1 | rf::VM | rf::IOPL | rf::CF);
+    }
+
+    /// An entry for handlers that ignore theirs.
+    fn dummy() -> Entry {
+        let insn = iced_x86::Decoder::new(16, &[0x90], iced_x86::DecoderOptions::NONE).decode();
+        Entry::new(
+            crate::exec::select(&insn),
+            crate::exec::select(&insn),
+            u8::MAX,
+            1,
+            insn,
+        )
     }
 }

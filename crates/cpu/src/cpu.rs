@@ -571,6 +571,18 @@ impl Cpu {
         None
     }
 
+    /// Write guest RAM from the host (loaders, debugger, tests) and drop any decoded
+    /// code from the pages written, as a guest store would.
+    pub fn write_phys(&mut self, addr: u64, bytes: &[u8]) -> Result<(), trapeze_mmu::MapError> {
+        self.mmu.phys.write_bytes(addr, bytes)?;
+        let last = addr + bytes.len().max(1) as u64 - 1;
+        for page in (addr >> 12)..=(last >> 12) {
+            self.cache.invalidate_page(page << 12);
+        }
+        self.cache.release_retired();
+        Ok(())
+    }
+
     pub fn cache_stats(&self) -> crate::decode_cache::CacheStats {
         self.cache.stats
     }

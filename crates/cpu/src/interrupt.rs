@@ -676,9 +676,9 @@ impl Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::io::tests::{read32, read64, real_mode};
     use crate::segment::tests::{code, data, desc, gate, pm, pm3, put, set_gate, IDT, TSS};
     use crate::state::{cr0, efer};
+    use crate::testutil::{read32, read64, real_mode};
     use crate::{Exit, NullBus};
 
     /// Gate access bytes: present 32-bit interrupt and trap gates at DPL 0 and 3,

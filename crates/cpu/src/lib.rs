@@ -15,6 +15,8 @@ pub mod msr;
 pub mod segment;
 pub mod state;
 pub mod task;
+#[cfg(test)]
+pub(crate) mod testutil;
 
 pub use cpu::{Cpu, CpuStats, Exit};
 pub use fault::{vector, Fault};

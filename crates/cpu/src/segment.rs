@@ -454,7 +454,7 @@ impl Cpu {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::exec::io::tests::{protected32, read64};
+    use crate::testutil::{protected32, read64};
     use crate::NullBus;
 
     /// Descriptor builders for tests: base, limit (bytes, or 4 KiB pages with G),

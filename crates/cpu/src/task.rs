@@ -401,9 +401,9 @@ impl Cpu {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::io::tests::{read16, read32};
     use crate::segment::tests::{desc, gate, pm, put, set_gate, tss32, GDT, TSS};
     use crate::state::gpr;
+    use crate::testutil::{read16, read32};
     use crate::NullBus;
 
     const TSS_B: u64 = 0x31000;

@@ -120,8 +120,8 @@ fn aad(cpu: &mut Cpu, _: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::io::tests::{protected32, real_mode};
     use crate::fault::vector;
+    use crate::testutil::{protected32, real_mode};
     use crate::NullBus;
 
     const CF: u64 = rf::CF;

@@ -163,8 +163,8 @@ fn bswap<T: Word>(cpu: &mut Cpu, _: &mut dyn Bus, e: &Entry) -> Result<(), Fault
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::io::tests::{long_mode, read16, real_mode};
     use crate::state::gpr;
+    use crate::testutil::{long_mode, read16, real_mode};
     use crate::NullBus;
 
     // SDM Vol.2A BT: EA + 2*(offset DIV 16) for 16-bit operands, + 4*(offset DIV 32)

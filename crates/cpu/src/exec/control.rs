@@ -806,9 +806,9 @@ impl Cpu {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::io::tests::{read16, read32, read64};
     use crate::segment::tests::{desc, gate, pm, pm3, put, TSS};
     use crate::state::efer;
+    use crate::testutil::{read16, read32, read64};
     use crate::NullBus;
 
     /// Descriptors the tests add to `pm`, from selector 30h on.

@@ -262,9 +262,9 @@ fn ltr(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::io::tests::{read32, real_mode};
     use crate::segment::tests::{desc, gate, pm, pm3, put, put_code, set_gate, GDT};
     use crate::state::gpr;
+    use crate::testutil::{read32, real_mode};
     use crate::{Exit, NullBus};
 
     /// Added to `pm` from 30h: ring-3 byte-granular 16-bit data; execute-only code;

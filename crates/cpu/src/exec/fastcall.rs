@@ -160,7 +160,8 @@ fn sysexit<const Q: bool>(cpu: &mut Cpu, _: &mut dyn Bus, _: &Entry) -> Result<(
 mod tests {
     use super::*;
     use crate::fault::vector;
-    use crate::{Mmu, NullBus, PhysMem};
+    use crate::testutil::{exec, raised};
+    use crate::{Mmu, PhysMem};
     use iced_x86::{Decoder, DecoderOptions};
 
     /// A CPU in 64-bit mode at CPL 0 with SYSCALL enabled (no paging: these
@@ -174,32 +175,6 @@ mod tests {
         cpu.seg[sreg::CS] = flat(0x08, CODE | attr::L);
         cpu.seg[sreg::SS] = flat(0x10, DATA);
         cpu
-    }
-
-    /// Run the instruction in `code`; the exceptions raised (the first one, and what
-    /// failing to deliver it without an IDT raised after it). Each call uses fresh
-    /// bytes of RAM: the decode cache does not see host writes to guest RAM.
-    fn exec(cpu: &mut Cpu, code: &[u8]) -> Vec<u8> {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let at = 0x1000 + 16 * (NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 0x80);
-        cpu.mmu.phys.write_bytes(at, code).unwrap();
-        cpu.rip = at;
-        // A fault before left the CPU shut down (there is no IDT).
-        cpu.shutdown = false;
-        let before = cpu.stats.exceptions;
-        cpu.step(&mut NullBus);
-        (0..32)
-            .filter(|&v| cpu.stats.exceptions[v] != before[v])
-            .map(|v| v as u8)
-            .collect()
-    }
-
-    /// `want` was raised, and nothing else but what failing to deliver it raises.
-    fn raised(vs: Vec<u8>, want: u8) -> bool {
-        vs.contains(&want)
-            && vs
-                .iter()
-                .all(|&v| v == want || v == vector::GP || v == vector::DF)
     }
 
     #[test]

@@ -155,8 +155,8 @@ fn div<T: Word, S: Sign>(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::io::tests::{long_mode, real_mode};
     use crate::fault::vector;
+    use crate::testutil::{long_mode, real_mode};
     use crate::NullBus;
 
     const CF: u64 = rf::CF;

@@ -305,8 +305,8 @@ fn double_shift<T: Word, O: Shift>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::io::tests::{long_mode, read32, real_mode};
     use crate::state::gpr;
+    use crate::testutil::{long_mode, read32, real_mode};
     use crate::{Exit, NullBus};
 
     const CF: u64 = rf::CF;

@@ -246,8 +246,8 @@ fn popf<T: Word>(cpu: &mut Cpu, bus: &mut dyn Bus, _: &Entry) -> Result<(), Faul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::io::tests::{long_mode, protected32, read, read16, read32, read64, real_mode};
     use crate::state::Segment;
+    use crate::testutil::{long_mode, protected32, read, read16, read32, read64, real_mode};
     use crate::{Exit, NullBus};
 
     fn regs(cpu: &mut Cpu, v: &[(usize, u64)]) {

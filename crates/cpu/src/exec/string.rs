@@ -259,9 +259,9 @@ impl StringOp for Outs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::io::tests::{long_mode, port_value, read, read16, read64, real_mode, PortLog};
     use crate::flags::rf;
     use crate::state::Segment;
+    use crate::testutil::{long_mode, port_value, read, read16, read64, real_mode, PortLog};
     use crate::{Exit, NullBus};
 
     const FLAGS: u64 = rf::CF | rf::ZF | rf::SF | rf::OF;

@@ -445,6 +445,7 @@ mod tests {
     use super::*;
     use crate::fault::vector;
     use crate::state::Segment;
+    use crate::testutil::{exec, raised};
     use crate::{Mmu, NullBus, PhysMem};
 
     const CODE32: u16 =
@@ -467,32 +468,6 @@ mod tests {
 
     fn put64(cpu: &mut Cpu, addr: u64, v: u64) {
         cpu.mmu.phys.write_bytes(addr, &v.to_le_bytes()).unwrap();
-    }
-
-    /// Run the instruction in `code`; the exceptions raised (the first one, and what
-    /// failing to deliver it without an IDT raised after it). Each call uses fresh
-    /// bytes of RAM: the decode cache does not see host writes to guest RAM.
-    fn exec(cpu: &mut Cpu, code: &[u8]) -> Vec<u8> {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let at = 0x1000 + 16 * (NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 0x80);
-        cpu.mmu.phys.write_bytes(at, code).unwrap();
-        cpu.rip = at;
-        // A fault before left the CPU shut down (there is no IDT).
-        cpu.shutdown = false;
-        let before = cpu.stats.exceptions;
-        cpu.step(&mut NullBus);
-        (0..32)
-            .filter(|&v| cpu.stats.exceptions[v] != before[v])
-            .map(|v| v as u8)
-            .collect()
-    }
-
-    /// `want` was raised, and nothing else but what failing to deliver it raises.
-    fn raised(vs: Vec<u8>, want: u8) -> bool {
-        vs.contains(&want)
-            && vs
-                .iter()
-                .all(|&v| v == want || v == vector::GP || v == vector::DF)
     }
 
     /// Identity-map 0..2 MiB with 4-level paging at CR3 = 0x10000.

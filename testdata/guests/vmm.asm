@@ -48,26 +48,68 @@
 ;   traps: 00000009   LGDT SGDT CLI PUSHF STI POPF PUSHF MOV-CS HLT (each
 ;                executed once; PUSH imm, POP r32, TEST, Jcc, near CALL/RET,
 ;                MOV, LODSB are innocuous, OUT traps but is not counted)
+;
+; Why real IF = 1: with the real IF at 0 (as in the other guests) the PUSHF
+; after CLI and the POPF that clears IF would agree with the virtual state by
+; luck; at 1 they show the escape.  Port 21h = FFh masks every PIC IRQ, so no
+; interrupt arrives (under QEMU, SeaBIOS leaves the PIT's IRQ 0 unmasked).
+;
+; Memory: monitor state and stack 07C8h-080Fh, TSS 0820h, IDT 0888h (limit 6Fh,
+; only #GP), all cleared first; start-up stack 7000h, guest stack 6000h.  The
+; fake GDTR base 00123450h is never dereferenced.  Everything fits the 510-byte
+; boot sector only just: the real-mode part makes no near jump (so CS:IP may be
+; 07C0:0000 or 0000:7C00), and the GDTR sits in the null descriptor.
 
-%include "prot.inc"
-TSS     equ     0x1000
+MON     equ     0x0800                  ; TSS ESP0: the monitor's stack is
+                                        ; 07C8h-07FFh (one trap frame), and its
+                                        ; state sits just above it, zeroed:
+TRAPS   equ     MON                     ;   dword: traps emulated
+VIF     equ     MON+4                   ;   byte: vIF, as EFLAGS bit 9 in a byte (0 or 2)
+VCPL    equ     MON+5                   ;   byte: virtual CPL, 0
+VGDTR   equ     MON+8                   ;   6 bytes: virtual GDTR
+BUF     equ     MON+16                  ; the guest's SGDT buffer
+TSS     equ     0x0820                  ; zeroed (only ESP0, SS0, I/O base used)
+IDT     equ     0x0888                  ; 14 gates (vectors 0..0Dh), zeroed, #GP
+                                        ; at 08F0h written last
+F       equ     MON-56                  ; EBP in the handler: the pushad frame
+GP      equ     gp - $$ + 0x7c00
 
-        PROT_START
-        mov     dword [TSS+4], 0x6800   ; ESP0
-        mov     dword [TSS+8], 0x10     ; SS0
-        mov     word [TSS+0x66], 0x68   ; I/O map base past the limit: no bitmap
-        mov     ax, 0x28
+        bits    16
+        org     0x7c00
+start:  cli
+        cld                             ; no near jump in real mode: CS:IP
+        xor     ax, ax                  ; may be 07C0:0000 or 0000:7C00
+        mov     ds, ax
+        lgdt    [gdt]
+        mov     eax, cr0
+        or      al, 1
+        mov     cr0, eax
+        jmp     0x08:.pm
+        bits    32
+.pm:    mov     ax, 0x10
+        mov     ss, eax
+        mov     esp, 0x7000
+        mov     al, 0x23                ; ring-3 flat data: it survives the
+        mov     ds, eax                 ; IRETs to ring 3, so neither the
+        mov     es, eax                 ; guest nor the monitor reloads it
+        mov     edi, MON
+        push    (IDT+13*8-MON)/4        ; 0800h up to the #GP gate
+        pop     ecx
+        xor     eax, eax
+        rep stosd
+        mov     al, 0x28
         ltr     ax
+        mov     eax, 0x00080000 | (GP & 0xffff)
+        stosd
+        xor     eax, eax                ; offset 31:16 = 0 (GP < 10000h)
+        mov     ah, 0x8e                ; present, DPL 0, 32-bit interrupt gate
+        stosd
+        mov     dword [TSS+4], MON      ; ESP0
+        mov     byte [TSS+8], 0x10      ; SS0
+        mov     byte [TSS+0x66], 0x68   ; I/O map base past the limit: no bitmap
+        lidt    [idt_desc]
         mov     al, 0xff                ; mask every PIC IRQ: the guest runs
         out     0x21, al                ; with the real IF = 1
-        mov     ebx, 13
-        mov     eax, gp
-        mov     dl, 0x8e
-        call    gate
-        push    0x23                    ; ring-3 flat data: survives the IRET
-        pop     ds
-        push    ds
-        pop     es
         push    0x23                    ; SS
         push    0x6000                  ; ESP
         push    0x202                   ; EFLAGS: IOPL 0, IF 1
@@ -77,138 +119,152 @@ TSS     equ     0x1000
 
 ; ---- the guest kernel, ring 3 ----
 ring3:  lgdt    [fake]
-        sgdt    [buf]
-        cmp     dword [buf+2], 0x00123450
-        mov     esi, s_sgdt
+        sgdt    [BUF]
+        cmp     dword [BUF+2], 0x00123450
         call    report
+        db      "sgdt: ", 0
         cli
-        call    seeif
-        mov     esi, s_cli
+        pushf
+        pop     eax
+        test    ah, 2                   ; IF
         call    report
+        db      "cli: ", 0
         sti
         push    2
-        popf
-        call    seeif
-        mov     esi, s_popf
-        call    report
-        mov     eax, cs
-        test    al, 3
-        mov     esi, s_cs
-        call    report
-        hlt
-
-seeif:  pushf                           ; ZF=1 if the IF it sees is 0
+        popf                            ; IF clear
+        pushf
         pop     eax
         test    ah, 2
-        ret
+        call    report
+        db      "popf: ", 0
+        mov     eax, cs
+        test    al, 3                   ; RPL
+        call    report
+        db      "cs: ", 0
+        hlt
 
-report: mov     edi, s_ok               ; ZF=1: ok
+report: pop     esi                     ; print the label after the CALL, then
+        mov     edi, s_ok               ; ok if ZF=1, else FAIL
         jz      .p
-        mov     edi, s_fail
-.p:     call    puts32
+        add     edi, s_fail - s_ok
+.p:     call    puts
+        push    esi
         mov     esi, edi
-        jmp     puts32
+puts:   lodsb                           ; print [ESI] up to a zero byte
+        test    al, al
+        jz      .r
+        out     0xe9, al                ; traps at ring 3 (emulated)
+        jmp     puts
+.r:     ret
 
-; ---- the monitor's trap handler, ring 0 ----
-; pushad frame: EAX at +28, error code +32, EIP +36, CS +40, EFLAGS +44, ESP +48
+; ---- the monitor's trap handler (#GP), ring 0 ----
+; EBP = the pushad frame: EAX +28, error code +32, then EIP +36, CS +40,
+; EFLAGS +44, ESP +48, SS +52 of the guest; ESI walks the guest instruction,
+; EDI is the guest ESP.
 gp:     pushad
-        mov     esi, [esp+36]
-        mov     edi, [esp+48]
+        mov     ebp, esp
+        mov     esi, [ebp+36]
+        mov     edi, [ebp+48]
         lodsb
-        cmp     al, 0xe6                ; OUT imm8, AL
-        jne     .count
+        cmp     al, 0xe6                ; OUT imm8, AL (port E9h): device
+        jne     .count                  ; emulation, not counted
         lodsb
-        mov     al, [esp+28]
+        mov     al, [ebp+28]
         out     0xe9, al
         jmp     .next
-.count: inc     dword [traps]
-        cmp     al, 0xfa                ; CLI / STI
+.count: inc     dword [ebp+TRAPS-F]
+        cmp     al, 0xfa                ; CLI
         je      .clsti
-        cmp     al, 0xfb
+        cmp     al, 0xfb                ; STI
         jne     .pushf
 .clsti: and     al, 1
         add     al, al
-        mov     [vif], al
+        mov     [ebp+VIF-F], al
         jmp     .next
-.pushf: cmp     al, 0x9c
+.pushf: cmp     al, 0x9c                ; PUSHF
         jne     .popf
-        mov     eax, [esp+44]
-        and     eax, ~0x30200           ; no RF, VM; IF from vIF
-        or      ah, [vif]
+        mov     eax, [ebp+44]
+        and     eax, ~0x30200           ; RF and VM read as 0; IF is vIF
+        or      ah, [ebp+VIF-F]
         sub     edi, 4
         mov     [edi], eax
         jmp     .esp
-.popf:  cmp     al, 0x9d
+.popf:  cmp     al, 0x9d                ; POPF
         jne     .mov
         mov     eax, [edi]
         scasd                           ; EDI += 4
-        mov     dl, ah
-        and     dl, 2
-        mov     [vif], dl
-        and     eax, 0xcd5
-        and     dword [esp+44], ~0xcd5
-        or      [esp+44], eax
-.esp:   mov     [esp+48], edi
+        mov     edx, [ebp+44]           ; OF DF SF ZF AF PF CF from the
+        xor     edx, eax                ; popped value
+        and     edx, 0xcd5
+        xor     [ebp+44], edx
+        and     ah, 2
+        mov     [ebp+VIF-F], ah
+.esp:   mov     [ebp+48], edi
         jmp     .next
 .mov:   cmp     al, 0x8c                ; MOV EAX, CS (8C C8)
         jne     .lsgdt
         lodsb
-        mov     eax, [esp+40]
+        mov     eax, [ebp+40]
         and     al, ~3
-        or      al, [vcpl]
-        mov     [esp+28], eax
+        or      al, [ebp+VCPL-F]        ; RPL := virtual CPL
+        mov     [ebp+28], eax
         jmp     .next
-.lsgdt: cmp     al, 0x0f                ; 0F 01 /0 or /2, [disp32]
+.lsgdt: cmp     al, 0x0f                ; 0F 01 /0 SGDT or /2 LGDT [disp32]
         jne     .halt
-        lodsb
-        lodsb
-        mov     cl, al
-        lodsd
-        mov     edx, vgdtr
-        test    cl, 0x10                ; /2: LGDT
-        jz      .copy
-        xchg    eax, edx
+        lodsw                           ; AH = ModRM
+        test    ah, 0x10                ; reg 2: LGDT
+        lodsd                           ; EAX = disp32
+        lea     edx, [ebp+VGDTR-F]
+        jnz     .copy                   ; LGDT: [disp32] -> virtual GDTR
+        xchg    eax, edx                ; SGDT: virtual GDTR -> [disp32]
 .copy:  push    esi
-        mov     esi, eax
+        xchg    esi, eax
         mov     edi, edx
         movsd
         movsw
         pop     esi
-.next:  mov     [esp+36], esi
+.next:  mov     [ebp+36], esi
         popad
         add     esp, 4
         iret
-.halt:  mov     eax, [traps]            ; HLT (or anything unknown)
-        call    show
-        db      "traps: ", 0
-        jmp     exit
+.halt:  mov     esi, s_traps            ; HLT (or anything unknown)
+        call    puts
+        mov     eax, [ebp+TRAPS-F]
+        push    8
+        pop     ecx
+.dig:   rol     eax, 4
+        push    eax
+        and     al, 0x0f
+        add     al, '0'
+        cmp     al, '9'
+        jbe     .out
+        add     al, 'A' - '9' - 1
+.out:   out     0xe9, al
+        pop     eax
+        loop    .dig
+        mov     al, 10
+        out     0xe9, al
+        mov     al, 0
+        out     0xf4, al                ; isa-debug-exit
+        hlt
 
-        PROT_LIB
-
-s_sgdt: db      "sgdt: ", 0
-s_cli:  db      "cli: ", 0
-s_popf: db      "popf: ", 0
-s_cs:   db      "cs: ", 0
 s_ok:   db      "ok", 10, 0
 s_fail: db      "FAIL", 10, 0
-fake:   dw      0x17
+s_traps: db     "traps: ", 0
+fake:   dw      0x17                    ; the guest's GDTR: a made-up table
         dd      0x00123450
-vcpl:   db      0
-vif:    db      2
-gdt:    dq      0
+idt_desc:
+        dw      14*8 - 1
+        dd      IDT
+gdt:    dw      gdt_end - gdt - 1       ; null descriptor, holds the GDTR
+        dd      gdt
+        dw      0
         dq      0x00cf9a000000ffff      ; 08 code, ring 0
         dq      0x00cf92000000ffff      ; 10 data, ring 0
         dq      0x00cffa000000ffff      ; 18 code, ring 3
         dq      0x00cff2000000ffff      ; 20 data, ring 3
         dw      0x67, TSS, 0x8900, 0    ; 28 32-bit TSS, available
 gdt_end:
-gdt_desc:
-        dw      gdt_end - gdt - 1
-        dd      gdt
 
-traps   equ     0x0500                  ; monitor state below the IDT (zeroed)
-vgdtr   equ     0x0504
-buf     equ     0x050c                  ; the guest's SGDT buffer
-
-;        times 510 - ($ - $$) db 0
+        times 510 - ($ - $$) db 0
         dw      0xaa55

@@ -115,6 +115,32 @@ fn halted_cpu_ends_the_run() {
     assert!(err.contains("halted"), "{err}");
 }
 
+/// testdata/guests/vmm: a trap-and-emulate monitor running its guest kernel at ring 3.
+/// On the real x86 (QEMU, and trapeze by default) the critical instructions SGDT, PUSHF,
+/// POPF and MOV from CS escape the monitor, and the guest prints a FAIL line for each;
+/// with `--pg-strict` they trap too, the monitor emulates them, and the guest sees
+/// exactly a ring-0 machine (vmm.strict-expected, derived by hand in vmm.asm).
+#[test]
+fn pg_strict_vmm_has_no_fidelity_failures() {
+    let (out, status, err) = run_guest("vmm", &[]);
+    let (want, want_status) = expected("vmm");
+    assert_eq!(
+        (String::from_utf8_lossy(&out), status),
+        (String::from_utf8_lossy(&want), want_status),
+        "vmm without --pg-strict:\n{err}"
+    );
+    assert!(String::from_utf8_lossy(&out).contains("FAIL"));
+
+    let (out, status, err) = run_guest("vmm", &["--pg-strict"]);
+    let want = std::fs::read(guests_dir().join("vmm.strict-expected")).unwrap();
+    assert_eq!(
+        (String::from_utf8_lossy(&out), status),
+        (String::from_utf8_lossy(&want), want_status),
+        "vmm with --pg-strict:\n{err}"
+    );
+    assert!(!String::from_utf8_lossy(&out).contains("FAIL"));
+}
+
 #[test]
 fn default_guest_is_embedded() {
     let out = trapeze().arg("run").output().unwrap();

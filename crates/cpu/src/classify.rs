@@ -26,6 +26,9 @@ pub struct Class {
     pub iopl_sensitive: bool,
     pub control_sensitive: bool,
     pub behavior_sensitive: bool,
+    /// #UD in virtual-8086 mode, which the SDM checks before the privilege level
+    /// (LLDT, LTR): there the handler decides, not the CPL.
+    pub ud_in_v86: bool,
     pub reason: &'static str,
 }
 
@@ -60,6 +63,7 @@ const P: u8 = 1;
 const IO: u8 = 2;
 const C: u8 = 4;
 const B: u8 = 8;
+const V86_UD: u8 = 16;
 
 enum Key {
     Mn(&'static [Mnemonic]),
@@ -223,8 +227,13 @@ const TABLE: &[Row] = &[
     ),
     Row(Key::Mn(&[M::Hlt]), P | C, "stops the processor"),
     Row(
-        Key::Mn(&[M::Lgdt, M::Lidt, M::Lldt, M::Ltr]),
+        Key::Mn(&[M::Lgdt, M::Lidt]),
         P | C,
+        "loads a descriptor-table register",
+    ),
+    Row(
+        Key::Mn(&[M::Lldt, M::Ltr]),
+        P | C | V86_UD,
         "loads a descriptor-table register",
     ),
     Row(Key::Mn(&[M::Lmsw, M::Clts]), P | C, "writes CR0"),
@@ -306,6 +315,7 @@ fn class_of(row: &Row) -> Class {
         iopl_sensitive: bits & IO != 0,
         control_sensitive: bits & C != 0,
         behavior_sensitive: bits & B != 0,
+        ud_in_v86: bits & V86_UD != 0,
         reason,
     }
 }

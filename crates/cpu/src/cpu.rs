@@ -109,7 +109,12 @@ impl Cpu {
                 base: 0,
                 limit: 0x3FF,
             },
-            ldtr: Segment::default(),
+            // SDM Vol.3 Table 9-1: LDTR after RESET is present, base 0, limit FFFFh.
+            ldtr: Segment {
+                limit: 0xFFFF,
+                attr: attr::P | 2,
+                ..Segment::default()
+            },
             tr: Segment::default(),
             cr0: cr0::ET | cr0::CD | cr0::NW,
             cr2: 0,
@@ -447,7 +452,7 @@ impl Cpu {
         let cpl = self.cpl();
         // Paging's U/S checks follow the CPL; every CPL change ends a block.
         self.mmu.set_user(cpl == 3);
-        let mode = self.code_bits() | (cpl as u32) << 8;
+        let mode = self.decode_mode(cpl);
         let lin = self.linear(sreg::CS, self.rip, 1)?;
         let phys = self.mmu.fetch_phys(lin)?;
         let key = Key {
@@ -492,6 +497,13 @@ impl Cpu {
         Ok(Some(self.cache.insert(key, entries)))
     }
 
+    /// The decode-cache mode of the current state (see `Key::mode`).
+    #[inline(always)]
+    fn decode_mode(&self, cpl: u8) -> u32 {
+        let v86 = if self.v86() { Key::V86 } else { 0 };
+        self.code_bits() | (cpl as u32) << 8 | v86
+    }
+
     /// Resolve an instruction's handler for the mode it was decoded in. The
     /// Popek–Goldberg table decides here, once, which instructions fault because of
     /// the CPL (privileged ones; in strict mode every sensitive one).
@@ -502,8 +514,8 @@ impl Cpu {
             _ => u64::MAX,
         };
         let class = classify(insn.code());
-        let deprivileged =
-            key.cpl() > 0 && (class.privileged || (self.pg_strict && class.sensitive()));
+        let privileged = class.privileged && !(class.ud_in_v86 && key.v86());
+        let deprivileged = key.cpl() > 0 && (privileged || (self.pg_strict && class.sensitive()));
         let inner = if deprivileged && !insn.is_invalid() {
             exec::privileged_fault
         } else {
@@ -548,7 +560,7 @@ impl Cpu {
         let key = Key {
             phys: 0,
             ip: self.rip,
-            mode: bits | (self.cpl() as u32) << 8,
+            mode: self.decode_mode(self.cpl()),
         };
         let e = self.entry(insn, key);
         self.exec_block(bus, std::slice::from_ref(&e), 1);

@@ -181,16 +181,22 @@ impl Entry {
 pub struct Key {
     pub phys: u64,
     pub ip: u64,
-    /// Code size in bits | CPL << 8.
+    /// Code size in bits | CPL << 8 | `V86`.
     pub mode: u32,
 }
 
 impl Key {
+    /// `mode` bit: decoded in virtual-8086 mode.
+    pub const V86: u32 = 1 << 16;
+
     pub fn bits(&self) -> u32 {
         self.mode & 0xFF
     }
     pub fn cpl(&self) -> u8 {
         (self.mode >> 8) as u8
+    }
+    pub fn v86(&self) -> bool {
+        self.mode & Self::V86 != 0
     }
 }
 

@@ -405,6 +405,19 @@ mod tests {
     }
 
     #[test]
+    fn lldt_and_ltr_are_undefined_in_v86_mode_before_any_privilege_check() {
+        // SDM Vol.2A LLDT/LTR: "IF PE = 0 or VM = 1 THEN #UD" comes before the CPL
+        // test, although V86 code runs at CPL 3.
+        for code in [[0x0F, 0x00, 0xD1], [0x0F, 0x00, 0xD9]] {
+            let mut cpu = crate::testutil::real_mode(&[]);
+            cpu.cr0 |= crate::cr0::PE;
+            cpu.set_rflags(crate::rf::VM | 0x2);
+            let raised = crate::testutil::exec(&mut cpu, &code);
+            assert_eq!(raised.first(), Some(&crate::vector::UD), "{code:02X?}");
+        }
+    }
+
+    #[test]
     fn lldt_ltr_sldt_str() {
         let mut cpu = pm(&extra());
         // lldt cx ; sldt eax ; str edx

@@ -46,6 +46,15 @@ pub mod dr {
     pub const BS: u64 = 1 << 14;
     /// DR6 BT: task switch to a TSS with T set.
     pub const BT: u64 = 1 << 15;
+    /// DR6 BD: a MOV DRn met DR7.GD.
+    pub const BD: u64 = 1 << 13;
+    /// DR7 GD: general detect, fault on any MOV DRn.
+    pub const GD: u64 = 1 << 13;
+    /// DR6 bits that read as 1 (4-11, 16-31; RTM absent) and DR7 bit 10 (SDM Vol.3 18.2).
+    pub const DR6_FIXED1: u64 = 0xFFFF_0FF0;
+    pub const DR7_FIXED1: u64 = 1 << 10;
+    /// DR7 bits that read as 0: 11, 12, 14, 15.
+    pub const DR7_FIXED0: u64 = 0xD800;
     /// DR7 L0 G0 .. L3 G3: a breakpoint is armed if either of its bits is.
     pub const ENABLE: u64 = 0xFF;
     /// DR7 R/Wn (bits 16 + 4n): break on execution, writes, I/O, reads or writes.

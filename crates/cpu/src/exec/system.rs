@@ -16,6 +16,7 @@ use crate::decode_cache::Entry;
 use crate::exec::Table;
 use crate::fault::Fault;
 use crate::flags::rf;
+use crate::interrupt::dr;
 use crate::msr::index;
 use crate::state::{attr, cr0, cr4, efer, gpr, sreg, TableReg};
 
@@ -308,8 +309,24 @@ pub(crate) fn mov_dr(cpu: &mut Cpu, _: &mut dyn Bus, e: &Entry) -> Result<(), Fa
         5 => 7,
         n => n,
     };
+    // SDM Vol.3 18.2.4: with DR7.GD set any MOV DRn is a #DB fault, reported by DR6.BD;
+    // the processor clears GD so the handler can use the debug registers.
+    if cpu.dr[7] & dr::GD != 0 {
+        cpu.dr[7] &= !dr::GD;
+        cpu.dr[6] |= dr::BD;
+        return Err(Fault::new(crate::fault::vector::DB));
+    }
     if to_dr {
-        cpu.dr[n] = sys_gpr(cpu, g);
+        let v = sys_gpr(cpu, g);
+        // The upper half of DR6/DR7 is reserved in 64-bit mode (#GP if set).
+        if n >= 6 && v >> 32 != 0 {
+            return Err(Fault::gp(0));
+        }
+        cpu.dr[n] = match n {
+            6 => v | dr::DR6_FIXED1,
+            7 => (v | dr::DR7_FIXED1) & !dr::DR7_FIXED0,
+            _ => v,
+        };
     } else {
         let v = cpu.dr[n];
         cpu.gpr[g.full_register().number()] = if cpu.long64() { v } else { v & 0xFFFF_FFFF };
@@ -476,6 +493,25 @@ mod tests {
         put64(cpu, 0x11000, 0x12000 | 7);
         put64(cpu, 0x12000, 0x87);
         cpu.write_cr3(0x10000).unwrap();
+    }
+
+    #[test]
+    fn debug_register_fixed_bits_and_general_detect() {
+        let mut cpu = pm32();
+        // mov dr7, eax ; mov dr6, eax with EAX = 0: the fixed-1 bits read back.
+        cpu.gpr[gpr::RAX] = 0;
+        assert!(exec(&mut cpu, &[0x0F, 0x23, 0xF8]).is_empty());
+        assert!(exec(&mut cpu, &[0x0F, 0x23, 0xF0]).is_empty());
+        assert_eq!((cpu.dr[7], cpu.dr[6]), (0x400, 0xFFFF_0FF0));
+        // DR7.GD: the next MOV DRn is a #DB fault with DR6.BD, and GD is cleared.
+        cpu.gpr[gpr::RAX] = 0x2000;
+        assert!(exec(&mut cpu, &[0x0F, 0x23, 0xF8]).is_empty());
+        assert!(raised(
+            exec(&mut cpu, &[0x0F, 0x21, 0xC0]),
+            crate::fault::vector::DB
+        ));
+        assert_eq!(cpu.dr[6] & 0x2000, 0x2000);
+        assert_eq!(cpu.dr[7] & 0x2000, 0);
     }
 
     #[test]

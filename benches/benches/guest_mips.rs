@@ -14,6 +14,7 @@ fn machine(guest: &[u8]) -> Machine {
             load: 0x7c00,
         },
         debugcon: Output::None,
+        serial: Output::None,
         pg_strict: false,
     };
     Machine::new(&cfg).expect("bench machine")

@@ -22,6 +22,12 @@
 # which is what `trapeze run --flat X.bin --load 0x7c00` does.  rom.bin is the
 # whole firmware (-bios), like `trapeze run --bios rom.bin`.
 #
+# mb_kernel.bin is a multiboot kernel: QEMU loads it with -kernel (its multiboot
+# v1 loader), with -m 16 to match the tests' --memory 16M, the command line and the
+# modules mb_mod1.txt ("arg one") and mb_mod2.dat; trapeze runs it as
+#   trapeze run --multiboot mb_kernel.bin --append "root=/dev/x quiet" \
+#       --module "mb_mod1.txt,arg one" --module mb_mod2.dat --memory 16M
+#
 # The paging_* and long_* guests need PAE with NX, long mode, 1-GByte pages and
 # RDTSCP, prot_long needs long mode: they run on qemu-system-x86_64 with
 # "-cpu qemu64,+pdpe1gb,+rdtscp" (same QEMU version, TCG).
@@ -51,6 +57,21 @@ else
 fi
 for bin in $bins; do
     g="${bin%.bin}"
+    out="$tmp/$g.out"
+    : > "$out"
+    if [ "$g" = mb_kernel ]; then
+        timeout 60 qemu-system-i386 -m 16 -accel tcg -nographic -no-reboot \
+            -display none -monitor none -serial none \
+            -device isa-debugcon,iobase=0xe9,chardev=dbg -chardev file,id=dbg,path="$out" \
+            -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+            -kernel "$bin" -append "root=/dev/x quiet" \
+            -initrd "mb_mod1.txt arg one,mb_mod2.dat" 2>"$tmp/$g.err"
+        status=$?
+        cp "$out" "$g.expected"
+        echo "$status" > "$g.status"
+        printf '%-8s status %-3s %s bytes\n' "$g" "$status" "$(wc -c < "$g.expected")"
+        continue
+    fi
     case "$g" in
         rom) boot="-bios $bin" ;;
         *)   boot="-drive format=raw,file=$bin,if=ide" ;;

@@ -33,10 +33,14 @@ pub enum MachineError {
     LoadAddress(u64),
     #[error("BIOS image of {size} bytes: must be a multiple of 4 KiB and at most 16 MiB")]
     RomSize { size: usize },
+    #[error("{path}: cannot boot as a multiboot kernel: {reason}")]
+    Multiboot { path: PathBuf, reason: String },
     #[error("guest memory: {0}")]
     Memory(#[from] trapeze_mmu::MapError),
     #[error("device wiring: {0}")]
     Ports(#[from] trapeze_devices::PortError),
+    #[error("device wiring: {0}")]
+    Wiring(String),
 }
 
 /// The guest image and how it starts.
@@ -46,6 +50,9 @@ pub enum Image {
     Flat { data: Vec<u8>, load: u64 },
     /// Firmware mapped to end at 0xFFFFF and at 4 GiB, started at F000:FFF0.
     Bios { data: Vec<u8> },
+    /// A multiboot v1 kernel, its modules and command line, started in 32-bit
+    /// protected mode as the Multiboot 0.6.96 specification (3.2) says.
+    Multiboot(crate::multiboot::MultibootImage),
 }
 
 impl Image {
@@ -62,6 +69,39 @@ impl Image {
             return Err(MachineError::RomSize { size: data.len() });
         }
         Ok(Image::Bios { data })
+    }
+
+    /// Read and validate a multiboot kernel and its modules. `modules` holds
+    /// `FILE[,CMDLINE]` arguments; `append` the kernel command line.
+    pub fn multiboot_file(
+        path: &Path,
+        modules: &[String],
+        append: Option<&str>,
+    ) -> Result<Self, MachineError> {
+        let data = read_image(path)?;
+        let mut mods = Vec::new();
+        for m in modules {
+            let (file, args) = match m.split_once(',') {
+                Some((f, a)) => (f, Some(a)),
+                None => (m.as_str(), None),
+            };
+            let file = Path::new(file);
+            let data = std::fs::read(file).map_err(|source| MachineError::Read {
+                path: file.to_owned(),
+                source,
+            })?;
+            // As GRUB and QEMU do: the module string is its file name, then its arguments.
+            let string = match args {
+                Some(a) if !a.is_empty() => format!("{} {a}", file.display()),
+                _ => file.display().to_string(),
+            };
+            mods.push(crate::multiboot::Module { data, string });
+        }
+        let cmdline = match append {
+            Some(a) => format!("{} {a}", path.display()),
+            None => path.display().to_string(),
+        };
+        crate::multiboot::MultibootImage::parse(path, data, cmdline, mods).map(Image::Multiboot)
     }
 }
 
@@ -105,6 +145,8 @@ pub struct Config {
     pub memory: u64,
     pub image: Image,
     pub debugcon: Output,
+    /// Where COM1 (0x3F8) output goes.
+    pub serial: Output,
     /// Popek–Goldberg strict mode: every sensitive instruction faults at CPL > 0.
     pub pg_strict: bool,
 }

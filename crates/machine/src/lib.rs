@@ -4,6 +4,7 @@
 pub mod classify;
 pub mod config;
 pub mod machine;
+pub mod multiboot;
 pub mod platform;
 
 pub use config::{parse_addr, parse_size, Config, Image, MachineError, Output};

@@ -5,22 +5,32 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use trapeze_cpu::{sreg, Cpu, Exit};
-use trapeze_devices::debug_exit::{self, DebugExit, ExitCode};
-use trapeze_devices::debugcon::{self, DebugCon};
-use trapeze_devices::sysctrl::{self, SystemControlA};
-use trapeze_devices::PortBus;
+use trapeze_devices::debug_exit;
+use trapeze_devices::Nanos;
 use trapeze_mmu::{Mmu, PhysMem};
 
 use crate::config::{Config, Image, MachineError, Output};
-use crate::platform::Platform;
+use crate::platform::{Platform, PlatformConfig};
 
 /// RAM above this goes above 4 GiB, leaving the top of the 32-bit space for firmware
 /// and MMIO as on a PC.
 const LOW_RAM_MAX: u64 = 0xC000_0000;
 const FOUR_GIB: u64 = 1 << 32;
 
-/// Instructions per call to `Cpu::run`: how often the VMM looks up from the guest.
+/// Most instructions per call to `Cpu::run`: how often the VMM looks up from the guest
+/// when no device deadline comes sooner.
 const SLICE: u64 = 1 << 22;
+
+/// Virtual time (DESIGN.md §6): the machine's clock is driven by retired instructions
+/// at a fixed nominal rate of one instruction per nanosecond (1000 MIPS nominal),
+/// whatever the host's speed, so every run of a guest sees the same time at the same
+/// instruction. Halted time is skipped ahead to the next device deadline and counts as
+/// instruction times the CPU did not retire.
+pub const NS_PER_INSN: u64 = 1;
+
+/// The TSC counts on the same clock, at this nominal frequency (1 GHz).
+pub const TSC_HZ: u64 = 1_000_000_000;
+const TSC_PER_INSN: u64 = TSC_HZ / 1_000_000_000 * NS_PER_INSN;
 
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,7 +96,9 @@ impl RunStats {
 pub struct Machine {
     pub cpu: Cpu,
     pub platform: Platform,
-    exit_code: ExitCode,
+    /// Instruction times skipped while the CPU was halted (HLT jumps to the next
+    /// device deadline instead of spinning).
+    skipped: u64,
     pub stats: RunStats,
 }
 
@@ -122,21 +134,19 @@ impl Machine {
                 phys.add_rom(0x10_0000 - low_part.len() as u64, low_part)?;
                 None
             }
+            Image::Multiboot(_) => None,
+        };
+        let multiboot = match &cfg.image {
+            Image::Multiboot(mb) => Some(mb.load(&mut phys, low, cfg.memory - low)?),
+            _ => None,
         };
 
-        let exit_code = ExitCode::default();
-        let mut ports = PortBus::new();
-        ports.register(
-            debugcon::PORT,
-            1,
-            Box::new(DebugCon::new(open_output(&cfg.debugcon)?)),
-        )?;
-        ports.register(
-            debug_exit::PORT,
-            debug_exit::LEN,
-            Box::new(DebugExit::new(exit_code.clone())),
-        )?;
-        ports.register(sysctrl::PORT, 1, Box::new(SystemControlA::new(true)))?;
+        let platform = Platform::new(PlatformConfig {
+            below_4g: low,
+            above_4g: cfg.memory - low,
+            debugcon: open_output(&cfg.debugcon)?,
+            serial: open_output(&cfg.serial)?,
+        })?;
 
         let mut cpu = Cpu::new(Mmu::new(phys));
         cpu.pg_strict = cfg.pg_strict;
@@ -152,41 +162,112 @@ impl Machine {
             cpu.gpr[trapeze_cpu::gpr::RDX] = 0x80;
             debug_assert_eq!(cpu.seg[sreg::CS].base + ip as u64, load);
         }
+        if let Some(boot) = &multiboot {
+            crate::multiboot::enter(&mut cpu, boot);
+        }
+        // The TSC counts on the virtual clock: NS_PER_INSN ns per instruction at
+        // TSC_HZ.
+        cpu.tsc_per_insn = TSC_PER_INSN;
         Ok(Machine {
             cpu,
-            platform: Platform {
-                ports,
-                mmio_unclaimed: 0,
-            },
-            exit_code,
+            platform,
+            skipped: 0,
             stats: RunStats::default(),
         })
     }
 
-    /// Run until the guest ends the run, or `limit` instructions have retired.
+    /// Virtual time now: retired plus skipped instruction times at NS_PER_INSN.
+    pub fn now(&self) -> Nanos {
+        Nanos(
+            self.cpu
+                .icount
+                .saturating_add(self.skipped)
+                .saturating_mul(NS_PER_INSN),
+        )
+    }
+
+    /// Instruction times from now until virtual time `t` (at least 1).
+    fn insns_until(&self, t: Nanos) -> u64 {
+        t.0.div_ceil(NS_PER_INSN)
+            .saturating_sub(self.cpu.icount.saturating_add(self.skipped))
+            .max(1)
+    }
+
+    /// Bring the devices to the current virtual time and the CPU's INTR and NMI
+    /// inputs up to date.
+    fn sync(&mut self) {
+        let now = self.now();
+        if self.platform.next_deadline().is_some_and(|d| d <= now) || self.platform.now < now {
+            self.platform.advance(now);
+        }
+        let pending = self.platform.interrupt_pending();
+        self.cpu.intr = pending;
+        self.platform.intr = pending;
+        if std::mem::take(&mut self.platform.nmi) {
+            self.cpu.nmi = true;
+        }
+    }
+
+    /// Run until the guest ends the run, or `limit` instruction times have passed
+    /// (retired instructions plus halted time skipped).
     pub fn run(&mut self, limit: Option<u64>) -> Outcome {
         let started = Instant::now();
         let first = self.cpu.icount;
         let outcome = loop {
-            let left = limit.map_or(u64::MAX, |l| l.saturating_sub(self.cpu.icount));
+            let elapsed = self.cpu.icount.saturating_add(self.skipped);
+            let left = limit.map_or(u64::MAX, |l| l.saturating_sub(elapsed));
             if left == 0 {
                 break Outcome::InstructionLimit;
             }
-            let exit = self.cpu.run(&mut self.platform, left.min(SLICE));
+            self.sync();
+            let mut budget = left.min(SLICE);
+            if let Some(d) = self.platform.next_deadline() {
+                budget = budget.min(self.insns_until(d));
+            }
+            let exit = self.cpu.run(&mut self.platform, budget);
             *self.stats.exits.entry(exit_name(exit)).or_default() += 1;
             match exit {
                 Exit::Budget => continue,
-                // Nothing in this machine can raise an interrupt yet, so a halt is final.
                 Exit::Halt => {
-                    break Outcome::Halted {
-                        interrupts_enabled: self.cpu.rflags() & trapeze_cpu::rf::IF != 0,
+                    let if_set = self.cpu.rflags() & trapeze_cpu::rf::IF != 0;
+                    self.sync();
+                    if self.cpu.nmi || (if_set && self.cpu.intr) {
+                        continue;
+                    }
+                    let next = self.platform.next_deadline();
+                    match next {
+                        // Skip the idle time: the clock jumps to the next deadline.
+                        Some(d) if if_set => {
+                            let delta = self.insns_until(d).min(left);
+                            self.skipped += delta;
+                            self.cpu.tsc_offset = self
+                                .cpu
+                                .tsc_offset
+                                .wrapping_add(delta.wrapping_mul(self.cpu.tsc_per_insn));
+                        }
+                        _ => {
+                            break Outcome::Halted {
+                                interrupts_enabled: if_set,
+                            }
+                        }
                     }
                 }
                 Exit::Shutdown => break Outcome::TripleFault,
-                Exit::Stop => match self.exit_code.lock().ok().and_then(|mut c| c.take()) {
-                    Some(v) => break Outcome::DebugExit(v),
-                    None => break Outcome::Reset,
-                },
+                Exit::Stop => {
+                    if let Some(v) = self
+                        .platform
+                        .exit_code
+                        .lock()
+                        .ok()
+                        .and_then(|mut c| c.take())
+                    {
+                        break Outcome::DebugExit(v);
+                    }
+                    if std::mem::take(&mut self.platform.reset) {
+                        break Outcome::Reset;
+                    }
+                    // An interrupt-state change: the next sync updates INTR.
+                }
             }
         };
         self.stats.instructions += self.cpu.icount - first;
@@ -207,11 +288,7 @@ impl Machine {
         line("VMM exits", exits.join(", "));
         line(
             "traps",
-            format!(
-                "port I/O {}, MMIO {}",
-                c.io_exits,
-                c.mmio_exits + self.platform.mmio_unclaimed
-            ),
+            format!("port I/O {}, MMIO {}", c.io_exits, c.mmio_exits),
         );
         let ports: Vec<String> = self
             .platform
@@ -229,6 +306,23 @@ impl Machine {
                 ports.join(", ")
             },
         );
+        let mmio: Vec<String> = self
+            .platform
+            .mmio
+            .stats()
+            .into_iter()
+            .filter(|(_, p)| p.reads + p.writes > 0)
+            .map(|(n, p)| format!("{n} {}r/{}w", p.reads, p.writes))
+            .collect();
+        line(
+            "MMIO traps by device",
+            if mmio.is_empty() {
+                "none".into()
+            } else {
+                mmio.join(", ")
+            },
+        );
+        line("virtual time", format!("{} ns", self.now().0));
         let exc: Vec<String> = c
             .exceptions
             .iter()

@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Boot a guest (with no image: the embedded default guest).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the Popek–Goldberg class of every instruction.
     Classify {
         /// One JSON object per iced-x86 Code.
@@ -40,14 +40,25 @@ enum Command {
 #[derive(clap::Args)]
 struct RunArgs {
     /// A raw image (e.g. a 512-byte boot sector), started in real mode at 0000:ADDR with DL=0x80.
-    #[arg(long, value_name = "FILE", conflicts_with = "bios")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["bios", "multiboot"])]
     flat: Option<PathBuf>,
     /// Where --flat loads its image.
     #[arg(long, value_name = "ADDR", value_parser = parse_addr, default_value = "0x7c00")]
     load: u64,
     /// A firmware ROM, mapped to end at 0xFFFFF (and at 4 GiB) and started at F000:FFF0.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "multiboot")]
     bios: Option<PathBuf>,
+    /// A multiboot v1 kernel (ELF32 or a.out kludge), entered in 32-bit protected mode
+    /// with EAX=0x2BADB002 and EBX=the multiboot information.
+    #[arg(long, value_name = "FILE")]
+    multiboot: Option<PathBuf>,
+    /// A multiboot module, loaded page-aligned after the kernel; its string is
+    /// "FILE CMDLINE". Repeatable.
+    #[arg(long, value_name = "FILE[,CMDLINE]", requires = "multiboot")]
+    module: Vec<String>,
+    /// The multiboot kernel command line (passed as "FILE CMDLINE", as GRUB and QEMU do).
+    #[arg(long, value_name = "CMDLINE", requires = "multiboot")]
+    append: Option<String>,
     /// Guest RAM (K/M/G suffixes).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "256M")]
     memory: u64,
@@ -60,6 +71,9 @@ struct RunArgs {
     /// Where port 0xE9 output goes: stdio, none or file:PATH.
     #[arg(long, value_name = "WHERE", default_value = "stdio")]
     debugcon: Output,
+    /// Where COM1 (0x3F8) output goes: stdio, none or file:PATH.
+    #[arg(long, value_name = "WHERE", default_value = "stdio")]
+    serial: Output,
     /// Make every sensitive instruction fault (#GP) at CPL > 0: a classically
     /// virtualizable x86 (Popek–Goldberg Theorem 1).
     #[arg(long)]
@@ -69,7 +83,7 @@ struct RunArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Bench { runs } => bench(runs),
         Command::Classify { json } => {
             let table = if json {
@@ -93,6 +107,16 @@ fn main() -> ExitCode {
 
 fn run(args: RunArgs) -> Result<i32, trapeze_machine::MachineError> {
     let image = match (&args.flat, &args.bios) {
+        _ if args.multiboot.is_some() => {
+            let k = args.multiboot.as_deref().unwrap();
+            let img = Image::multiboot_file(k, &args.module, args.append.as_deref())?;
+            if let Image::Multiboot(mb) = &img {
+                for n in &mb.notes {
+                    eprintln!("trapeze: note: {n}");
+                }
+            }
+            img
+        }
         (Some(f), _) => Image::flat_file(f, args.load)?,
         (None, Some(b)) => Image::bios_file(b)?,
         (None, None) => Image::Flat {
@@ -104,6 +128,7 @@ fn run(args: RunArgs) -> Result<i32, trapeze_machine::MachineError> {
         memory: args.memory,
         image,
         debugcon: args.debugcon,
+        serial: args.serial,
         pg_strict: args.pg_strict,
     };
     let mut m = Machine::new(&cfg)?;
@@ -126,6 +151,7 @@ fn bench(runs: u32) -> Result<i32, trapeze_machine::MachineError> {
             load: 0x7c00,
         },
         debugcon: Output::None,
+        serial: Output::None,
         pg_strict: false,
     };
     let mut best: Option<trapeze_machine::RunStats> = None;

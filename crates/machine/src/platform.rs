@@ -1,40 +1,308 @@
-//! The machine's side of the CPU's `Bus`: port I/O through the port bus, MMIO to
-//! whatever is mapped (nothing yet: unclaimed MMIO floats high).
+//! The PC's devices and the machine's side of the CPU's `Bus` (DESIGN.md §6): the port
+//! and MMIO buses, the interrupt lines routed to the 8259 pair and the IOAPIC, the
+//! IOAPIC's messages to the local APIC, and the timed devices the run loop advances.
+//! The wiring follows crates/devices/tests/platform.rs.
+//!
+//! Devices see the virtual time `now`, which the run loop sets at every slice boundary
+//! (a slice never crosses a device deadline). An access in the middle of a slice sees
+//! the time at which the slice began.
+//!
+//! The CPU samples its INTR input (`Cpu::intr`) only from the run loop; when a write
+//! changes whether an interrupt is deliverable (an EOI, an unmask, a pc-testdev line),
+//! the write answers `BusFlow::Stop` so that the CPU ends the slice after the
+//! instruction and the run loop updates INTR at once.
 
-use trapeze_devices::{IoAccess, Nanos, PortBus};
+use std::io::Write;
+
+use trapeze_devices::bus::{lock, shared, Shared};
+use trapeze_devices::debug_exit::{self, DebugExit, ExitCode};
+use trapeze_devices::debugcon::{self, DebugCon};
+use trapeze_devices::fw_cfg::{self, FwCfg};
+use trapeze_devices::i8042::{self, I8042};
+use trapeze_devices::ioapic::{self, IoApic};
+use trapeze_devices::irq::CpuSignal;
+use trapeze_devices::lapic::{self, Lapic};
+use trapeze_devices::pci::host_bridge::I440fx;
+use trapeze_devices::pci::isa_bridge::Piix3;
+use trapeze_devices::pci::testdev::PciTestdev;
+use trapeze_devices::pci::{self, PciBus};
+use trapeze_devices::pic::{self, Pic};
+use trapeze_devices::pit::{self, Pit};
+use trapeze_devices::rtc::{self, DateTime, Rtc, RtcConfig};
+use trapeze_devices::sysctrl::{self, ResetControl, SystemControlA};
+use trapeze_devices::testdev::{self, PcTestdev};
+use trapeze_devices::uart::{self, Uart};
+use trapeze_devices::{IoAccess, IrqLines, MmioBus, Nanos, PortBus, Timed};
 use trapeze_mmu::{Bus, BusFlow};
+
+/// The RTC's date at power-on: fixed, so that runs are deterministic
+/// (2024-01-01 00:00:00 UTC).
+pub const RTC_START_UNIX: i64 = 1_704_067_200;
+
+/// The local APIC timer's input clock (the "bus clock"), as QEMU's 1 GHz.
+pub const APIC_BUS_HZ: u64 = 1_000_000_000;
+
+/// What the platform is built from.
+pub struct PlatformConfig {
+    /// RAM below and above 4 GiB, for the CMOS memory-size bytes and fw_cfg.
+    pub below_4g: u64,
+    pub above_4g: u64,
+    pub debugcon: Box<dyn Write + Send>,
+    pub serial: Box<dyn Write + Send>,
+}
 
 pub struct Platform {
     pub ports: PortBus,
-    pub mmio_unclaimed: u64,
+    pub mmio: MmioBus,
+    pub lines: IrqLines,
+    pub pic: Shared<Pic>,
+    pub ioapic: Shared<IoApic>,
+    pub lapic: Shared<Lapic>,
+    pub timed: Vec<Box<dyn Timed>>,
+    /// The debug-exit port's value, once written.
+    pub exit_code: ExitCode,
+    /// The virtual time devices see (set by the run loop).
+    pub now: Nanos,
+    /// What the run loop last put on the CPU's INTR input.
+    pub intr: bool,
+    /// A reset line was pulsed (port 0x92, 0xCF9, i8042).
+    pub reset: bool,
+    /// An NMI for the CPU (a LAPIC self-IPI or LINT1).
+    pub nmi: bool,
 }
 
-impl Bus for Platform {
-    fn io_in(&mut self, port: u16, size: u8) -> u32 {
-        // No virtual clock yet: time stands at zero until the machine wiring of issue 4.
-        self.ports.read(port, size, Nanos::ZERO)
+impl Platform {
+    pub fn new(cfg: PlatformConfig) -> Result<Platform, crate::MachineError> {
+        let ram = cfg.below_4g + cfg.above_4g;
+        let lines = IrqLines::new();
+        let exit_code = ExitCode::default();
+        let pic = shared(Pic::new());
+        let pit = shared(Pit::new(lines.line(0)));
+        let rtc = shared(Rtc::new(
+            RtcConfig {
+                start: DateTime::from_unix(RTC_START_UNIX),
+                below_4g: cfg.below_4g,
+                above_4g: cfg.above_4g,
+            },
+            lines.line(8),
+        ));
+        let com1 = shared(Uart::new(cfg.serial, lines.line(uart::COM1_IRQ)));
+        let kbc = I8042::new(true, lines.line(1), lines.line(12));
+        let lapic = shared(Lapic::new(0, APIC_BUS_HZ));
+        let ioapic = shared(IoApic::new(0));
+        let testdev = shared(PcTestdev::new(lines.clone()));
+        let mut pci = PciBus::new();
+        pci.add(0, 0, Box::new(I440fx::new())).map_err(wiring)?;
+        pci.add(1, 0, Box::new(Piix3::new())).map_err(wiring)?;
+        pci.add(2, 0, Box::new(PciTestdev::new())).map_err(wiring)?;
+        let pci = shared(pci);
+
+        let mut ports = PortBus::new();
+        ports.register(debugcon::PORT, 1, Box::new(DebugCon::new(cfg.debugcon)))?;
+        ports.register(
+            debug_exit::PORT,
+            debug_exit::LEN,
+            Box::new(DebugExit::new(exit_code.clone())),
+        )?;
+        let id = ports.register(pic::MASTER, pic::PORTS, Box::new(pic.clone()))?;
+        ports.add_range(id, pic::SLAVE, pic::PORTS)?;
+        ports.add_range(id, pic::ELCR, pic::PORTS)?;
+        let id = ports.register(pit::BASE, pit::PORTS, Box::new(pit.clone()))?;
+        ports.add_range(id, pit::PORT_B, 1)?;
+        ports.register(rtc::PORT, rtc::PORTS, Box::new(rtc.clone()))?;
+        ports.register(uart::COM1, uart::PORTS, Box::new(com1.clone()))?;
+        let id = ports.register(i8042::DATA, 1, Box::new(kbc))?;
+        ports.add_range(id, i8042::STATUS_COMMAND, 1)?;
+        ports.register(sysctrl::PORT, 1, Box::new(SystemControlA::new(true)))?;
+        ports.register(sysctrl::RESET_CONTROL, 1, Box::new(ResetControl::new()))?;
+        let id = ports.register(
+            fw_cfg::PORT,
+            fw_cfg::PORTS,
+            Box::new(FwCfg::new(ram, 1, None)),
+        )?;
+        ports.add_range(id, fw_cfg::DMA_PORT, fw_cfg::DMA_PORTS)?;
+        // pc-testdev without its byte-wide scratch window 0xE8–0xEB, which holds the
+        // 0xE9 debug console.
+        let id = ports.register(testdev::SCRATCH, testdev::PORTS, Box::new(testdev.clone()))?;
+        ports.add_range(id, testdev::FLUSH, testdev::PORTS)?;
+        ports.add_range(id, testdev::IRQ_LINES, testdev::IRQ_LINES_LEN)?;
+        let id = ports.register(
+            pci::CONFIG_ADDRESS,
+            pci::CONFIG_ADDRESS_PORTS,
+            Box::new(pci.clone()),
+        )?;
+        ports.add_range(id, pci::CONFIG_DATA, pci::CONFIG_DATA_PORTS)?;
+        ports.set_fallback(id)?;
+
+        let mut mmio = MmioBus::new();
+        mmio.register(lapic::BASE, lapic::SIZE, Box::new(lapic.clone()))
+            .map_err(wiring)?;
+        mmio.register(ioapic::BASE, ioapic::SIZE, Box::new(ioapic.clone()))
+            .map_err(wiring)?;
+        mmio.register(testdev::IOMEM, testdev::IOMEM_LEN, Box::new(testdev))
+            .map_err(wiring)?;
+        let id = mmio.add(Box::new(pci));
+        mmio.set_fallback(id).map_err(wiring)?;
+
+        let p = Platform {
+            ports,
+            mmio,
+            lines,
+            pic,
+            ioapic,
+            lapic: lapic.clone(),
+            timed: vec![
+                Box::new(pit),
+                Box::new(rtc),
+                Box::new(com1),
+                Box::new(lapic),
+            ],
+            exit_code,
+            now: Nanos::ZERO,
+            intr: false,
+            reset: false,
+            nmi: false,
+        };
+        // The lines' power-on levels (IRQ0 is high: the PIT starts in mode 3) are not
+        // replayed as edges: the controllers power on after the lines settled, so
+        // IRQ0 first interrupts on the PIT's next rising edge. A guest that opens a
+        // short STI window before programming anything (prot_v86) sees no stale IRQ.
+        let _ = p.lines.take_changes();
+        Ok(p)
     }
 
-    fn io_out(&mut self, port: u16, size: u8, value: u32) -> BusFlow {
-        match self.ports.write(port, size, value, Nanos::ZERO) {
-            IoAccess::Done => BusFlow::Continue,
-            // Without a debug-exit code, the machine reports a stop as a reset.
-            IoAccess::Stop | IoAccess::Reset => BusFlow::Stop,
-            IoAccess::A20(on) => BusFlow::A20(on),
-            // Only the APICs answer with these, and none is wired yet.
-            IoAccess::Interrupt(_) | IoAccess::EoiBroadcast(_) | IoAccess::Signal(_) => {
-                BusFlow::Continue
+    /// Replay line changes on the PIC (ISA IRQs) and the IOAPIC (GSIs, IRQ0 on pin 2).
+    pub fn route(&mut self) {
+        let Some(changes) = self.lines.take_changes() else {
+            return;
+        };
+        for (line, level) in changes.steps() {
+            lock(&self.pic).set_irq(line, level);
+            let pin = if line == 0 { 2 } else { line };
+            let msg = lock(&self.ioapic).set_irq(pin, level);
+            if let Some(msg) = msg {
+                self.deliver_to_lapic(msg);
             }
         }
     }
 
-    fn mmio_read(&mut self, _addr: u64, size: u8) -> u64 {
-        self.mmio_unclaimed += 1;
-        u64::MAX >> (64 - 8 * size as u32)
+    fn deliver_to_lapic(&mut self, msg: trapeze_devices::irq::ApicMessage) {
+        let sig = lock(&self.lapic).receive(msg);
+        if let Some(sig) = sig {
+            self.signal(sig);
+        }
     }
 
-    fn mmio_write(&mut self, _addr: u64, _size: u8, _value: u64) -> BusFlow {
-        self.mmio_unclaimed += 1;
-        BusFlow::Continue
+    fn signal(&mut self, sig: CpuSignal) {
+        // A single CPU: INIT/SIPI/SMI have nothing to do; ExtINT is the PIC path,
+        // which `interrupt_pending` already follows.
+        if sig == CpuSignal::Nmi {
+            self.nmi = true;
+        }
+    }
+
+    /// Whether an interrupt is deliverable to the CPU: a LAPIC vector above the
+    /// processor priority, or the 8259's INTR through LINT0.
+    pub fn interrupt_pending(&self) -> bool {
+        let lapic = lock(&self.lapic);
+        lapic.highest_pending().is_some()
+            || (lapic.accepts_pic_interrupt() && lock(&self.pic).has_interrupt())
+    }
+
+    /// The earliest time any timed device must run.
+    pub fn next_deadline(&self) -> Option<Nanos> {
+        self.timed.iter().filter_map(|t| t.next_deadline()).min()
+    }
+
+    /// Bring every timed device to `now` and route what their lines did.
+    pub fn advance(&mut self, now: Nanos) {
+        self.now = self.now.max(now);
+        for t in &mut self.timed {
+            t.advance(self.now);
+        }
+        self.route();
+    }
+
+    /// What the machine does with a write's answer; `Stop` when the CPU must return
+    /// to the run loop (a reset, a debug exit, an NMI, or a change of INTR).
+    fn handle(&mut self, access: IoAccess) -> BusFlow {
+        let flow = match access {
+            IoAccess::Done => BusFlow::Continue,
+            IoAccess::Stop => BusFlow::Stop,
+            IoAccess::Reset => {
+                self.reset = true;
+                BusFlow::Stop
+            }
+            IoAccess::A20(on) => BusFlow::A20(on),
+            IoAccess::Interrupt(msg) => {
+                self.deliver_to_lapic(msg);
+                BusFlow::Continue
+            }
+            IoAccess::EoiBroadcast(v) => {
+                let msgs = lock(&self.ioapic).eoi(v);
+                for msg in msgs {
+                    self.deliver_to_lapic(msg);
+                }
+                BusFlow::Continue
+            }
+            IoAccess::Signal(sig) => {
+                self.signal(sig);
+                BusFlow::Continue
+            }
+        };
+        self.route();
+        if flow == BusFlow::Continue && (self.nmi || self.interrupt_pending() != self.intr) {
+            return BusFlow::Stop;
+        }
+        flow
+    }
+}
+
+fn wiring(e: impl std::fmt::Display) -> crate::MachineError {
+    crate::MachineError::Wiring(e.to_string())
+}
+
+impl Bus for Platform {
+    fn io_in(&mut self, port: u16, size: u8) -> u32 {
+        let v = self.ports.read(port, size, self.now);
+        // Reads can lower lines (UART IIR/RBR, RTC register C, PIC poll).
+        self.route();
+        v
+    }
+
+    fn io_out(&mut self, port: u16, size: u8, value: u32) -> BusFlow {
+        let a = self.ports.write(port, size, value, self.now);
+        self.handle(a)
+    }
+
+    fn mmio_read(&mut self, addr: u64, size: u8) -> u64 {
+        let v = self.mmio.read(addr, size, self.now);
+        self.route();
+        v
+    }
+
+    fn mmio_write(&mut self, addr: u64, size: u8, value: u64) -> BusFlow {
+        let a = self.mmio.write(addr, size, value, self.now);
+        self.handle(a)
+    }
+
+    /// INTA: the local APIC's highest pending vector first, then the 8259 through
+    /// LINT0. `None` if the request went away (the CPU then takes nothing).
+    fn acknowledge_interrupt(&mut self) -> Option<u8> {
+        let v = {
+            let mut lapic = lock(&self.lapic);
+            if let Some(v) = lapic.highest_pending() {
+                lapic.accept(v);
+                Some(v)
+            } else {
+                let mut pic = lock(&self.pic);
+                (lapic.accepts_pic_interrupt() && pic.has_interrupt()).then(|| pic.acknowledge())
+            }
+        };
+        // `intr` keeps mirroring the CPU's input, which the acknowledge does not
+        // change: the next write that finds nothing pending (the EOI) ends the slice
+        // and the run loop lowers it.
+        self.route();
+        v
     }
 }

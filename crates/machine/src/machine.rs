@@ -290,37 +290,13 @@ impl Machine {
             "traps",
             format!("port I/O {}, MMIO {}", c.io_exits, c.mmio_exits),
         );
-        let ports: Vec<String> = self
-            .platform
-            .ports
-            .stats()
-            .into_iter()
-            .filter(|(_, p)| p.reads + p.writes > 0)
-            .map(|(n, p)| format!("{n} {}r/{}w", p.reads, p.writes))
-            .collect();
         line(
             "port traps by device",
-            if ports.is_empty() {
-                "none".into()
-            } else {
-                ports.join(", ")
-            },
+            by_device(self.platform.ports.stats()),
         );
-        let mmio: Vec<String> = self
-            .platform
-            .mmio
-            .stats()
-            .into_iter()
-            .filter(|(_, p)| p.reads + p.writes > 0)
-            .map(|(n, p)| format!("{n} {}r/{}w", p.reads, p.writes))
-            .collect();
         line(
             "MMIO traps by device",
-            if mmio.is_empty() {
-                "none".into()
-            } else {
-                mmio.join(", ")
-            },
+            by_device(self.platform.mmio.stats()),
         );
         line("virtual time", format!("{} ns", self.now().0));
         let exc: Vec<String> = c
@@ -380,4 +356,18 @@ fn open_output(o: &Output) -> Result<Box<dyn Write + Send>, MachineError> {
             },
         )?)),
     })
+}
+
+/// "name 3r/5w, ..." for the devices that saw any access, or "none".
+fn by_device(stats: Vec<(&'static str, trapeze_devices::bus::AccessStats)>) -> String {
+    let busy: Vec<String> = stats
+        .into_iter()
+        .filter(|(_, p)| p.reads + p.writes > 0)
+        .map(|(n, p)| format!("{n} {}r/{}w", p.reads, p.writes))
+        .collect();
+    if busy.is_empty() {
+        "none".into()
+    } else {
+        busy.join(", ")
+    }
 }

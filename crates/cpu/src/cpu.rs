@@ -9,6 +9,7 @@ use crate::decode_cache::{DecodeCache, Entry, Key, MemOperand, MAX_BLOCK};
 use crate::exec;
 use crate::fault::Fault;
 use crate::flags::{rf, Lazy, Op};
+use crate::fpu::{Sse, X87};
 use crate::interrupt::dr;
 use crate::state::{attr, cr0, efer, sreg, Segment, TableReg, Word};
 
@@ -56,6 +57,10 @@ pub struct Cpu {
     pub cr4: u64,
     pub efer: u64,
     pub dr: [u64; 8],
+    /// x87/MMX registers (fpu.rs).
+    pub x87: X87,
+    /// XMM registers and MXCSR (fpu.rs).
+    pub sse: Sse,
     pub mmu: Mmu,
     pub(crate) cache: DecodeCache,
     /// Instructions retired.
@@ -122,6 +127,8 @@ impl Cpu {
             cr4: 0,
             efer: 0,
             dr: [0, 0, 0, 0, 0xFFFF_0FF0, 0x400, 0xFFFF_0FF0, 0x400],
+            x87: X87::default(),
+            sse: Sse::default(),
             mmu,
             cache: DecodeCache::default(),
             icount: 0,

@@ -10,6 +10,7 @@ pub mod dump;
 pub mod exec;
 pub mod fault;
 pub mod flags;
+pub mod fpu;
 pub mod interrupt;
 pub mod msr;
 pub mod segment;

@@ -4,19 +4,16 @@
 //! cargo bench -p trapeze-benches
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use trapeze_machine::{Config, Image, Machine, Outcome, Output, BENCH_GUEST, DEFAULT_GUEST};
+use trapeze_machine::{Config, Image, Machine, Outcome, BENCH_GUEST, DEFAULT_GUEST};
 
 fn machine(guest: &[u8]) -> Machine {
-    let cfg = Config {
-        memory: 16 << 20,
-        image: Image::Flat {
+    let cfg = Config::quiet(
+        Image::Flat {
             data: guest.to_vec(),
             load: 0x7c00,
         },
-        debugcon: Output::None,
-        serial: Output::None,
-        pg_strict: false,
-    };
+        16 << 20,
+    );
     Machine::new(&cfg).expect("bench machine")
 }
 

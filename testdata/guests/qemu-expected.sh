@@ -28,6 +28,9 @@
 #   trapeze run --multiboot mb_kernel.bin --append "root=/dev/x quiet" \
 #       --module "mb_mod1.txt,arg one" --module mb_mod2.dat --memory 16M
 #
+# X.input, where it exists, is the guest's serial input: QEMU reads it on COM1
+# through -serial stdio, and the tests give it to trapeze as stdin.
+#
 # The paging_* and long_* guests need PAE with NX, long mode, 1-GByte pages and
 # RDTSCP, prot_long needs long mode: they run on qemu-system-x86_64 with
 # "-cpu qemu64,+pdpe1gb,+rdtscp" (same QEMU version, TCG).
@@ -84,13 +87,28 @@ for bin in $bins; do
         halt) limit=5 ;;        # never exits by itself
         *)    limit=60 ;;
     esac
+    # rtc reads the date and the CMOS memory sizes: the same start date as
+    # trapeze's fixed one and the tests' 16 MiB.
+    case "$g" in
+        rtc) extra="-m 16 -rtc base=2024-01-01T00:00:00" ;;
+        *)   extra="" ;;
+    esac
+    # serial_echo reads serial_echo.input on COM1; -nographic is left out there
+    # because SeaBIOS would then take COM1 input as its own console's keyboard.
+    if [ -f "$g.input" ]; then
+        serial="-serial stdio"
+        input="$g.input"
+    else
+        serial="-nographic -serial none"
+        input=/dev/null
+    fi
     out="$tmp/$g.out"
     : > "$out"
-    timeout "$limit" $qemu -accel tcg -nographic -no-reboot \
-        -display none -monitor none -serial none \
+    timeout "$limit" $qemu -accel tcg -no-reboot $extra \
+        -display none -monitor none $serial \
         -device isa-debugcon,iobase=0xe9,chardev=dbg -chardev file,id=dbg,path="$out" \
         -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
-        $boot 2>"$tmp/$g.err"
+        $boot <"$input" >/dev/null 2>"$tmp/$g.err"
     status=$?
     cp "$out" "$g.expected"
     echo "$status" > "$g.status"

@@ -435,21 +435,20 @@ impl Cpu {
     #[inline(always)]
     pub(crate) fn exec_block(&mut self, bus: &mut dyn Bus, entries: &[Entry], limit: u64) {
         let n = entries.len().min(limit as usize);
-        let mut done = 0u64;
+        // `icount` advances per instruction, so a handler that traps to a device sees
+        // exactly how many instructions retired before it (the device's time).
         for e in &entries[..n] {
             self.next_ip = e.next_ip;
             if let Err(f) = (e.exec)(self, bus, e) {
-                self.icount += done;
                 self.raise(bus, f);
                 return;
             }
             self.rip = self.next_ip;
-            done += 1;
+            self.icount += 1;
             if self.mmu.events != 0 {
                 break;
             }
         }
-        self.icount += done;
     }
 
     /// Find or decode the block at CS:RIP. `None`: the instruction there crosses a

@@ -1,6 +1,14 @@
 //! The CPUID model (DESIGN.md §2): report exactly what is implemented.
 //! Leaves are data: one row per (leaf, subleaf), like a dump of a real part.
 
+/// The TSC's frequency, which leaves 15h and 16h report: the machine runs the TSC at
+/// 1 GHz of machine time (crates/machine/src/clock.rs).
+pub const TSC_HZ: u64 = 1_000_000_000;
+
+/// The core crystal clock of leaf 15h: the clock of the local APIC timer
+/// (crates/machine/src/platform.rs, APIC_BUS_HZ).
+pub const CRYSTAL_HZ: u64 = 1_000_000_000;
+
 /// Family 6, model 0x0F (a Core 2-class part), stepping 1.
 const SIGNATURE: u32 = 0x0000_06F1;
 
@@ -12,6 +20,8 @@ mod edx1 {
     pub const MSR: u32 = 1 << 5;
     pub const PAE: u32 = 1 << 6;
     pub const CX8: u32 = 1 << 8;
+    /// An on-chip local APIC (the platform's, at IA32_APIC_BASE).
+    pub const APIC: u32 = 1 << 9;
     /// SYSENTER/SYSEXIT.
     pub const SEP: u32 = 1 << 11;
     pub const MTRR: u32 = 1 << 12;
@@ -25,6 +35,8 @@ mod edx1 {
 /// Leaf 1 ECX feature bits.
 mod ecx1 {
     pub const CX16: u32 = 1 << 13;
+    /// The local APIC timer's TSC-deadline mode (IA32_TSC_DEADLINE).
+    pub const TSC_DEADLINE: u32 = 1 << 24;
 }
 
 /// Leaf 8000_0001h EDX feature bits (AMD APM Vol.3 E.4.2).
@@ -44,6 +56,7 @@ const EDX1: u32 = edx1::PSE
     | edx1::MSR
     | edx1::PAE
     | edx1::CX8
+    | edx1::APIC
     | edx1::SEP
     | edx1::MTRR
     | edx1::PGE
@@ -66,17 +79,36 @@ const ADDRESS_SIZES: u32 = trapeze_mmu::paging::LINEAR_BITS << 8 | trapeze_mmu::
 
 /// (leaf, eax, ebx, ecx, edx)
 const LEAVES: &[(u32, [u32; 4])] = &[
-    // Max basic leaf 1; vendor "TrapezeVMM  " in EBX, EDX, ECX order.
+    // Max basic leaf 16h; vendor "TrapezeVMM  " in EBX, EDX, ECX order.
     (
         0x0000_0000,
         [
-            1,
+            0x16,
             u32::from_le_bytes(*b"Trap"),
             u32::from_le_bytes(*b"MM  "),
             u32::from_le_bytes(*b"ezeV"),
         ],
     ),
-    (0x0000_0001, [SIGNATURE, 0, ecx1::CX16, EDX1]),
+    (
+        0x0000_0001,
+        [SIGNATURE, 0, ecx1::CX16 | ecx1::TSC_DEADLINE, EDX1],
+    ),
+    // Time-stamp counter and core crystal clock (SDM Vol.2A CPUID leaf 15h): TSC =
+    // ECX * EBX / EAX. The crystal is the local APIC timer's 1 GHz clock.
+    (
+        0x0000_0015,
+        [1, (TSC_HZ / CRYSTAL_HZ) as u32, CRYSTAL_HZ as u32, 0],
+    ),
+    // Processor frequency information (leaf 16h): base, maximum and bus MHz.
+    (
+        0x0000_0016,
+        [
+            (TSC_HZ / 1_000_000) as u32,
+            (TSC_HZ / 1_000_000) as u32,
+            (CRYSTAL_HZ / 1_000_000) as u32,
+            0,
+        ],
+    ),
     (0x8000_0000, [0x8000_0008, 0, 0, 0]),
     (0x8000_0001, [0, 0, LAHF_LM, EDX_EXT1]),
     (0x8000_0008, [ADDRESS_SIZES, 0, 0, 0]),
@@ -124,7 +156,20 @@ mod tests {
 
     #[test]
     fn out_of_range_leaves_return_the_highest_basic_leaf() {
-        assert_eq!(cpuid(0x1234, 0), cpuid(1, 0));
-        assert_eq!(cpuid(0x8000_0042, 0), cpuid(1, 0));
+        assert_eq!(cpuid(0x1234, 0), cpuid(0x16, 0));
+        assert_eq!(cpuid(0x8000_0042, 0), cpuid(0x16, 0));
+    }
+
+    #[test]
+    fn leaves_15h_and_16h_give_the_tsc_frequency() {
+        // SDM Vol.2A CPUID: TSC frequency = crystal (ECX) * EBX / EAX.
+        let [a, b, c, _] = cpuid(0x15, 0);
+        assert_eq!(c as u64 * b as u64 / a as u64, TSC_HZ);
+        let [base_mhz, max_mhz, bus_mhz, _] = cpuid(0x16, 0);
+        assert_eq!(base_mhz as u64 * 1_000_000, TSC_HZ);
+        assert_eq!(max_mhz, base_mhz);
+        assert_eq!(bus_mhz as u64 * 1_000_000, CRYSTAL_HZ);
+        // Leaves below the maximum that trapeze does not describe read as zeros.
+        assert_eq!(cpuid(0x0B, 0), [0; 4]);
     }
 }

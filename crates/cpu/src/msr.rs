@@ -9,6 +9,7 @@ use crate::state::sreg;
 /// MSR indices (SDM Vol.4 Table 2-2, "IA-32 Architectural MSRs").
 pub mod index {
     pub const TSC: u32 = 0x10;
+    /// Owned by the local APIC, a device: RDMSR/WRMSR reach it through the bus.
     pub const APIC_BASE: u32 = 0x1B;
     pub const MTRRCAP: u32 = 0xFE;
     pub const SYSENTER_CS: u32 = 0x174;
@@ -23,6 +24,8 @@ pub mod index {
     /// MTRRfix4K_C0000 .. MTRRfix4K_F8000 are 0x268 ..= 0x26F.
     pub const MTRR_FIX4K_C0000: u32 = 0x268;
     pub const PAT: u32 = 0x277;
+    /// Owned by the local APIC, like APIC_BASE.
+    pub const TSC_DEADLINE: u32 = 0x6E0;
     pub const MTRR_DEF_TYPE: u32 = 0x2FF;
     pub const EFER: u32 = 0xC000_0080;
     pub const STAR: u32 = 0xC000_0081;
@@ -95,9 +98,6 @@ const PHYS_PAGE: u64 = ((1 << trapeze_mmu::paging::MAXPHYADDR) - 1) & !0xFFF;
 const MTRR_V: u64 = 1 << 11;
 /// MTRRcap: 8 variable ranges, fixed ranges, write-combining (SDM Vol.3 11.11.1).
 const MTRRCAP_VALUE: u64 = 8 | 1 << 8 | 1 << 10;
-/// APIC_BASE: BSP flag, global enable (SDM Vol.3 10.4.4).
-const APIC_BSP: u64 = 1 << 8;
-const APIC_EN: u64 = 1 << 11;
 /// MISC_ENABLE: fast strings on; branch-trace and PEBS storage unavailable (read-only).
 const MISC_FAST_STRINGS: u64 = 1 << 0;
 const MISC_READ_ONLY: u64 = 1 << 11 | 1 << 12;
@@ -124,7 +124,7 @@ const fn fixed_mtrr(index: u32) -> Msr {
 }
 
 /// Every implemented MSR, sorted by index.
-static MSRS: [Msr; 45] = {
+static MSRS: [Msr; 44] = {
     let [b0, m0] = variable_mtrr(0);
     let [b1, m1] = variable_mtrr(1);
     let [b2, m2] = variable_mtrr(2);
@@ -137,15 +137,6 @@ static MSRS: [Msr; 45] = {
         Msr {
             place: Place::Tsc,
             ..msr(index::TSC, 0, ALL, Check::None)
-        },
-        Msr {
-            ignored: APIC_BSP,
-            ..msr(
-                index::APIC_BASE,
-                0xFEE0_0000 | APIC_BSP | APIC_EN,
-                PHYS_PAGE | APIC_EN,
-                Check::None,
-            )
         },
         msr(index::MTRRCAP, MTRRCAP_VALUE, 0, Check::ReadOnly),
         // Bits 63:32 of SYSENTER_CS are not used; writes there are ignored.
@@ -325,8 +316,8 @@ mod tests {
     #[test]
     fn reset_values() {
         let c = cpu();
-        // SDM Vol.3 10.4.4: the BSP's APIC at 0xFEE00000, enabled, BSP flag set.
-        assert_eq!(c.rdmsr(index::APIC_BASE), Ok(0xFEE0_0900));
+        // The local APIC's MSRs are the platform's, not the CPU's.
+        assert_eq!(c.rdmsr(index::APIC_BASE), Err(Fault::gp(0)));
         assert_eq!(c.rdmsr(index::PAT), Ok(0x0007_0406_0007_0406));
         assert_eq!(c.rdmsr(index::MTRRCAP), Ok(0x508));
         assert_eq!(c.rdmsr(index::EFER), Ok(0));
@@ -340,11 +331,6 @@ mod tests {
         assert_eq!(c.wrmsr(index::SFMASK, 1 << 32), Err(Fault::gp(0)));
         assert_eq!(c.wrmsr(index::TSC_AUX, 1 << 40), Err(Fault::gp(0)));
         assert_eq!(c.wrmsr(index::MTRRCAP, MTRRCAP_VALUE), Err(Fault::gp(0)));
-        // x2APIC mode (EXTD, bit 10) is not implemented.
-        assert_eq!(
-            c.wrmsr(index::APIC_BASE, 0xFEE0_0000 | 1 << 10 | APIC_EN),
-            Err(Fault::gp(0))
-        );
         // A PAT entry of type 2 or 3 is reserved; MTRRs do not take 7 (UC-).
         assert_eq!(
             c.wrmsr(index::PAT, 0x0007_0406_0007_0402),
@@ -373,8 +359,6 @@ mod tests {
         // Read-only bits keep their value whatever the write holds.
         c.wrmsr(index::MISC_ENABLE, 0).unwrap();
         assert_eq!(c.rdmsr(index::MISC_ENABLE), Ok(MISC_READ_ONLY));
-        c.wrmsr(index::APIC_BASE, 0xFEE0_0000).unwrap();
-        assert_eq!(c.rdmsr(index::APIC_BASE), Ok(0xFEE0_0100));
         c.wrmsr(index::SYSENTER_CS, 0xDEAD_0000_0000_0008).unwrap();
         assert_eq!(c.rdmsr(index::SYSENTER_CS), Ok(8));
     }

@@ -127,7 +127,7 @@ const APIC_BASE_BSP: u64 = 1 << 8;
 const APIC_BASE_X2APIC: u64 = 1 << 10;
 const APIC_BASE_ENABLE: u64 = 1 << 11;
 /// The base address field, bits 51:12.
-const APIC_BASE_ADDRESS: u64 = 0x000F_FFFF_FFFF_F000;
+pub const APIC_BASE_ADDRESS: u64 = 0x000F_FFFF_FFFF_F000;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum LapicError {

@@ -147,8 +147,28 @@ pub struct Config {
     pub debugcon: Output,
     /// Where COM1 (0x3F8) output goes.
     pub serial: Output,
+    /// With `serial: Stdout`, also take COM1 input from stdin (a terminal in raw mode).
+    pub serial_input: bool,
     /// Popek–Goldberg strict mode: every sensitive instruction faults at CPL > 0.
     pub pg_strict: bool,
+    /// Follow the host clock instead of virtual time (runs are then not reproducible).
+    pub realtime: bool,
+}
+
+impl Config {
+    /// A machine with `memory` bytes of RAM booting `image`, with no console output or
+    /// input, in virtual time: what benchmarks and tests start from.
+    pub fn quiet(image: Image, memory: u64) -> Config {
+        Config {
+            memory,
+            image,
+            debugcon: Output::None,
+            serial: Output::None,
+            serial_input: false,
+            pg_strict: false,
+            realtime: false,
+        }
+    }
 }
 
 /// "256M", "1G", "65536", "0x100000" → bytes. K/M/G/T are powers of 1024.

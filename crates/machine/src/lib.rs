@@ -2,7 +2,9 @@
 //! run loop (DESIGN.md §1): `cpu.run()` → `Exit` → handle → resume.
 
 pub mod classify;
+pub mod clock;
 pub mod config;
+pub mod console;
 pub mod machine;
 pub mod multiboot;
 pub mod platform;

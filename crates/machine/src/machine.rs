@@ -9,7 +9,9 @@ use trapeze_devices::debug_exit;
 use trapeze_devices::Nanos;
 use trapeze_mmu::{Mmu, PhysMem};
 
+use crate::clock::{NS_PER_INSN, TSC_PER_INSN};
 use crate::config::{Config, Image, MachineError, Output};
+use crate::console::Console;
 use crate::platform::{Platform, PlatformConfig};
 
 /// RAM above this goes above 4 GiB, leaving the top of the 32-bit space for firmware
@@ -20,17 +22,9 @@ const FOUR_GIB: u64 = 1 << 32;
 /// Most instructions per call to `Cpu::run`: how often the VMM looks up from the guest
 /// when no device deadline comes sooner.
 const SLICE: u64 = 1 << 22;
-
-/// Virtual time (DESIGN.md §6): the machine's clock is driven by retired instructions
-/// at a fixed nominal rate of one instruction per nanosecond (1000 MIPS nominal),
-/// whatever the host's speed, so every run of a guest sees the same time at the same
-/// instruction. Halted time is skipped ahead to the next device deadline and counts as
-/// instruction times the CPU did not retire.
-pub const NS_PER_INSN: u64 = 1;
-
-/// The TSC counts on the same clock, at this nominal frequency (1 GHz).
-pub const TSC_HZ: u64 = 1_000_000_000;
-const TSC_PER_INSN: u64 = TSC_HZ / 1_000_000_000 * NS_PER_INSN;
+/// The same with the host's clock, where deadlines are estimates: about 1 ms of host
+/// time at this interpreter's speed.
+const REALTIME_SLICE: u64 = 1 << 17;
 
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +39,8 @@ pub enum Outcome {
     InstructionLimit,
     /// The guest pulsed a reset line (port 0x92 bit 0).
     Reset,
+    /// The user ended the run from the console (Ctrl-A x).
+    Quit,
 }
 
 impl Outcome {
@@ -53,7 +49,7 @@ impl Outcome {
     pub fn exit_status(&self) -> i32 {
         match *self {
             Outcome::DebugExit(v) => debug_exit::status(v),
-            Outcome::Halted { .. } | Outcome::Reset => 0,
+            Outcome::Halted { .. } | Outcome::Reset | Outcome::Quit => 0,
             Outcome::TripleFault => 4,
             Outcome::InstructionLimit => 6,
         }
@@ -74,6 +70,7 @@ impl Outcome {
             Outcome::TripleFault => "triple fault: the CPU shut down".into(),
             Outcome::InstructionLimit => "instruction limit reached".into(),
             Outcome::Reset => "guest requested a reset".into(),
+            Outcome::Quit => "quit from the console (Ctrl-A x)".into(),
         }
     }
 }
@@ -96,9 +93,8 @@ impl RunStats {
 pub struct Machine {
     pub cpu: Cpu,
     pub platform: Platform,
-    /// Instruction times skipped while the CPU was halted (HLT jumps to the next
-    /// device deadline instead of spinning).
-    skipped: u64,
+    /// Host input for COM1 (`--serial stdio`).
+    console: Option<Console>,
     pub stats: RunStats,
 }
 
@@ -146,6 +142,7 @@ impl Machine {
             above_4g: cfg.memory - low,
             debugcon: open_output(&cfg.debugcon)?,
             serial: open_output(&cfg.serial)?,
+            realtime: cfg.realtime,
         })?;
 
         let mut cpu = Cpu::new(Mmu::new(phys));
@@ -165,38 +162,49 @@ impl Machine {
         if let Some(boot) = &multiboot {
             crate::multiboot::enter(&mut cpu, boot);
         }
-        // The TSC counts on the virtual clock: NS_PER_INSN ns per instruction at
-        // TSC_HZ.
+        // The TSC counts on the machine's clock (clock.rs).
         cpu.tsc_per_insn = TSC_PER_INSN;
+        let console = (cfg.serial == Output::Stdout && cfg.serial_input).then(Console::stdin);
         Ok(Machine {
             cpu,
             platform,
-            skipped: 0,
+            console,
             stats: RunStats::default(),
         })
     }
 
-    /// Virtual time now: retired plus skipped instruction times at NS_PER_INSN.
+    /// Machine time now.
     pub fn now(&self) -> Nanos {
-        Nanos(
-            self.cpu
-                .icount
-                .saturating_add(self.skipped)
-                .saturating_mul(NS_PER_INSN),
-        )
+        self.platform.clock.now(self.cpu.icount)
     }
 
-    /// Instruction times from now until virtual time `t` (at least 1).
+    /// Instruction times from now until machine time `t` (at least 1).
     fn insns_until(&self, t: Nanos) -> u64 {
-        t.0.div_ceil(NS_PER_INSN)
-            .saturating_sub(self.cpu.icount.saturating_add(self.skipped))
-            .max(1)
+        self.platform.clock.insns_until(self.cpu.icount, t)
     }
 
-    /// Bring the devices to the current virtual time and the CPU's INTR and NMI
-    /// inputs up to date.
+    /// Instruction times passed: retired, plus skipped while halted.
+    fn elapsed(&self) -> u64 {
+        self.cpu
+            .icount
+            .saturating_add(self.platform.clock.skipped())
+    }
+
+    /// Bring the devices to the current time, host input to COM1, and the CPU's INTR
+    /// and NMI inputs up to date.
     fn sync(&mut self) {
         let now = self.now();
+        if self.platform.clock.realtime() {
+            // The TSC follows the host clock too; it never goes back.
+            let behind = now.0.saturating_sub(self.cpu.tsc());
+            self.cpu.tsc_offset = self.cpu.tsc_offset.wrapping_add(behind);
+        }
+        if let Some(c) = &mut self.console {
+            c.poll();
+            let p = &mut self.platform;
+            p.now = p.now.max(now);
+            c.deliver(|b| p.serial_input(b));
+        }
         if self.platform.next_deadline().is_some_and(|d| d <= now) || self.platform.now < now {
             self.platform.advance(now);
         }
@@ -213,14 +221,21 @@ impl Machine {
     pub fn run(&mut self, limit: Option<u64>) -> Outcome {
         let started = Instant::now();
         let first = self.cpu.icount;
+        let slice = if self.platform.clock.realtime() {
+            REALTIME_SLICE
+        } else {
+            SLICE
+        };
         let outcome = loop {
-            let elapsed = self.cpu.icount.saturating_add(self.skipped);
-            let left = limit.map_or(u64::MAX, |l| l.saturating_sub(elapsed));
+            let left = limit.map_or(u64::MAX, |l| l.saturating_sub(self.elapsed()));
             if left == 0 {
                 break Outcome::InstructionLimit;
             }
+            if self.console.as_ref().is_some_and(|c| c.quit) {
+                break Outcome::Quit;
+            }
             self.sync();
-            let mut budget = left.min(SLICE);
+            let mut budget = left.min(slice);
             if let Some(d) = self.platform.next_deadline() {
                 budget = budget.min(self.insns_until(d));
             }
@@ -234,22 +249,10 @@ impl Machine {
                     if self.cpu.nmi || (if_set && self.cpu.intr) {
                         continue;
                     }
-                    let next = self.platform.next_deadline();
-                    match next {
-                        // Skip the idle time: the clock jumps to the next deadline.
-                        Some(d) if if_set => {
-                            let delta = self.insns_until(d).min(left);
-                            self.skipped += delta;
-                            self.cpu.tsc_offset = self
-                                .cpu
-                                .tsc_offset
-                                .wrapping_add(delta.wrapping_mul(self.cpu.tsc_per_insn));
-                        }
-                        _ => {
-                            break Outcome::Halted {
-                                interrupts_enabled: if_set,
-                            }
-                        }
+                    if !if_set || !self.idle(self.platform.next_deadline(), left) {
+                        break Outcome::Halted {
+                            interrupts_enabled: if_set,
+                        };
                     }
                 }
                 Exit::Shutdown => break Outcome::TripleFault,
@@ -273,6 +276,42 @@ impl Machine {
         self.stats.instructions += self.cpu.icount - first;
         self.stats.wall += started.elapsed();
         outcome
+    }
+
+    /// The CPU halted with interrupts enabled: let time pass until `deadline` or until
+    /// console input arrives. In virtual time the clock jumps to the deadline at once
+    /// (deterministic); with the host clock, or a person at the terminal, idle time
+    /// passes at the host's pace and typing wakes the guest. With no deadline, only
+    /// streamed input (a terminal, a pipe) can wake it: wait for that. False if nothing
+    /// can ever wake the CPU.
+    fn idle(&mut self, deadline: Option<Nanos>, left: u64) -> bool {
+        let realtime = self.platform.clock.realtime();
+        let interactive = self.console.as_ref().is_some_and(Console::interactive);
+        let streaming = self.console.as_ref().is_some_and(Console::streaming);
+        let skip = match deadline {
+            Some(d) if !realtime && !interactive => self.insns_until(d),
+            None if !streaming => return false,
+            _ => {
+                let now = self.now();
+                let timeout = deadline.map(|d| Duration::from_nanos(d.0.saturating_sub(now.0)));
+                let started = Instant::now();
+                match &mut self.console {
+                    Some(c) => c.wait(timeout),
+                    None => std::thread::sleep(timeout.unwrap_or_default()),
+                }
+                let waited = started.elapsed().as_nanos() as u64 / NS_PER_INSN;
+                deadline.map_or(waited, |d| waited.min(self.insns_until(d)))
+            }
+        };
+        if !realtime {
+            let skip = skip.min(left);
+            self.platform.clock.skip(skip);
+            self.cpu.tsc_offset = self
+                .cpu
+                .tsc_offset
+                .wrapping_add(skip.wrapping_mul(self.cpu.tsc_per_insn));
+        }
+        true
     }
 
     /// The `--stats` report.

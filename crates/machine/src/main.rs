@@ -78,6 +78,10 @@ struct RunArgs {
     /// virtualizable x86 (Popek–Goldberg Theorem 1).
     #[arg(long)]
     pg_strict: bool,
+    /// Follow the host's clock (timers, TSC, RTC date) instead of virtual time; runs
+    /// are then no longer reproducible.
+    #[arg(long)]
+    realtime: bool,
 }
 
 fn main() -> ExitCode {
@@ -129,7 +133,9 @@ fn run(args: RunArgs) -> Result<i32, trapeze_machine::MachineError> {
         image,
         debugcon: args.debugcon,
         serial: args.serial,
+        serial_input: true,
         pg_strict: args.pg_strict,
+        realtime: args.realtime,
     };
     let mut m = Machine::new(&cfg)?;
     let outcome = m.run(args.max_instructions);
@@ -144,16 +150,13 @@ fn run(args: RunArgs) -> Result<i32, trapeze_machine::MachineError> {
 }
 
 fn bench(runs: u32) -> Result<i32, trapeze_machine::MachineError> {
-    let cfg = Config {
-        memory: 16 << 20,
-        image: Image::Flat {
+    let cfg = Config::quiet(
+        Image::Flat {
             data: BENCH_GUEST.to_vec(),
             load: 0x7c00,
         },
-        debugcon: Output::None,
-        serial: Output::None,
-        pg_strict: false,
-    };
+        16 << 20,
+    );
     let mut best: Option<trapeze_machine::RunStats> = None;
     for _ in 0..runs.max(1) {
         let mut m = Machine::new(&cfg)?;

@@ -14,6 +14,7 @@
 
 use std::io::Write;
 
+use trapeze_cpu::msr::index as msr;
 use trapeze_devices::bus::{lock, shared, Shared};
 use trapeze_devices::debug_exit::{self, DebugExit, ExitCode};
 use trapeze_devices::debugcon::{self, DebugCon};
@@ -35,12 +36,15 @@ use trapeze_devices::uart::{self, Uart};
 use trapeze_devices::{IoAccess, IrqLines, MmioBus, Nanos, PortBus, Timed};
 use trapeze_mmu::{Bus, BusFlow};
 
+use crate::clock::{tsc_to_ns, Clock};
+
 /// The RTC's date at power-on: fixed, so that runs are deterministic
-/// (2024-01-01 00:00:00 UTC).
+/// (2024-01-01 00:00:00 UTC); the host's date with `--realtime`.
 pub const RTC_START_UNIX: i64 = 1_704_067_200;
 
-/// The local APIC timer's input clock (the "bus clock"), as QEMU's 1 GHz.
-pub const APIC_BUS_HZ: u64 = 1_000_000_000;
+/// The local APIC timer's input clock (the "bus clock"), as QEMU's 1 GHz; CPUID leaf
+/// 15h reports it as the core crystal clock.
+pub const APIC_BUS_HZ: u64 = trapeze_cpu::cpuid::CRYSTAL_HZ;
 
 /// What the platform is built from.
 pub struct PlatformConfig {
@@ -49,6 +53,8 @@ pub struct PlatformConfig {
     pub above_4g: u64,
     pub debugcon: Box<dyn Write + Send>,
     pub serial: Box<dyn Write + Send>,
+    /// `--realtime`: the clock follows the host's.
+    pub realtime: bool,
 }
 
 pub struct Platform {
@@ -58,10 +64,14 @@ pub struct Platform {
     pub pic: Shared<Pic>,
     pub ioapic: Shared<IoApic>,
     pub lapic: Shared<Lapic>,
+    /// COM1, which host input (a terminal, a pipe) reaches.
+    pub com1: Shared<Uart>,
     pub timed: Vec<Box<dyn Timed>>,
     /// The debug-exit port's value, once written.
     pub exit_code: ExitCode,
-    /// The virtual time devices see (set by the run loop).
+    /// The machine's clock, and the time devices see: set by the run loop at each
+    /// slice, and by `Bus::clock` to the exact time of a port or MSR access.
+    pub clock: Clock,
     pub now: Nanos,
     /// What the run loop last put on the CPU's INTR input.
     pub intr: bool,
@@ -80,7 +90,11 @@ impl Platform {
         let pit = shared(Pit::new(lines.line(0)));
         let rtc = shared(Rtc::new(
             RtcConfig {
-                start: DateTime::from_unix(RTC_START_UNIX),
+                start: DateTime::from_unix(if cfg.realtime {
+                    host_unix_time()
+                } else {
+                    RTC_START_UNIX
+                }),
                 below_4g: cfg.below_4g,
                 above_4g: cfg.above_4g,
             },
@@ -151,12 +165,14 @@ impl Platform {
             pic,
             ioapic,
             lapic: lapic.clone(),
+            com1: com1.clone(),
             timed: vec![
                 Box::new(pit),
                 Box::new(rtc),
                 Box::new(com1),
                 Box::new(lapic),
             ],
+            clock: Clock::new(cfg.realtime),
             exit_code,
             now: Nanos::ZERO,
             intr: false,
@@ -223,6 +239,14 @@ impl Platform {
         self.route();
     }
 
+    /// Bytes from the host for COM1's receive line; how many it took (the rest must be
+    /// offered again later).
+    pub fn serial_input(&mut self, bytes: &[u8]) -> usize {
+        let n = lock(&self.com1).receive(bytes, self.now);
+        self.route();
+        n
+    }
+
     /// What the machine does with a write's answer; `Stop` when the CPU must return
     /// to the run loop (a reset, a debug exit, an NMI, or a change of INTR).
     fn handle(&mut self, access: IoAccess) -> BusFlow {
@@ -258,11 +282,69 @@ impl Platform {
     }
 }
 
+/// Seconds since 1970 by the host's clock (the RTC's start in realtime mode).
+fn host_unix_time() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(RTC_START_UNIX, |d| d.as_secs() as i64)
+}
+
 fn wiring(e: impl std::fmt::Display) -> crate::MachineError {
     crate::MachineError::Wiring(e.to_string())
 }
 
 impl Bus for Platform {
+    fn clock(&mut self, retired: u64) {
+        let now = self.clock.now(retired);
+        // In virtual time a slice never crosses a deadline; with the host clock it can.
+        if self.next_deadline().is_some_and(|d| d <= now) {
+            self.advance(now);
+        } else {
+            self.now = self.now.max(now);
+        }
+    }
+
+    /// The local APIC's MSRs: IA32_APIC_BASE and IA32_TSC_DEADLINE.
+    fn rdmsr(&mut self, index: u32, _tsc: u64) -> Option<u64> {
+        let lapic = lock(&self.lapic);
+        match index {
+            msr::APIC_BASE => Some(lapic.apic_base()),
+            msr::TSC_DEADLINE => Some(lapic.tsc_deadline()),
+            _ => None,
+        }
+    }
+
+    fn wrmsr(&mut self, index: u32, value: u64, tsc: u64) -> Option<Result<BusFlow, ()>> {
+        let now = self.now;
+        let mut lapic = lock(&self.lapic);
+        match index {
+            msr::APIC_BASE => {
+                // The MMIO window stays at its reset address (SDM Vol.3 10.4.5 allows
+                // moving it; no PC firmware or Linux does).
+                if value & lapic::APIC_BASE_ADDRESS != lapic::BASE {
+                    eprintln!(
+                        "trapeze: relocating the local APIC to {value:#x} is not implemented (#GP)"
+                    );
+                    return Some(Err(()));
+                }
+                Some(
+                    lapic
+                        .set_apic_base(value)
+                        .map(|()| BusFlow::Stop)
+                        .map_err(|_| ()),
+                )
+            }
+            msr::TSC_DEADLINE => {
+                // The TSC runs on the machine's clock (clock.rs).
+                let at = Nanos(now.0.saturating_add(tsc_to_ns(value.saturating_sub(tsc))));
+                lapic.set_tsc_deadline(value, at, now);
+                // The next deadline moved: end the slice so the run loop sees it.
+                Some(Ok(BusFlow::Stop))
+            }
+            _ => None,
+        }
+    }
+
     fn io_in(&mut self, port: u16, size: u8) -> u32 {
         let v = self.ports.read(port, size, self.now);
         // Reads can lower lines (UART IIR/RBR, RTC register C, PIC poll).

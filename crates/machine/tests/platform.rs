@@ -1,20 +1,18 @@
 //! The machine's device wiring seen through the CPU's bus: PCI BAR sizing, the RTC's
 //! fixed start date, the APICs' MMIO windows, pc-testdev IRQ lines through the PIC.
 
-use trapeze_machine::{Config, Image, Machine, Output};
+use trapeze_devices::Timed;
+use trapeze_machine::{Config, Image, Machine};
 use trapeze_mmu::Bus;
 
 fn machine() -> Machine {
-    Machine::new(&Config {
-        memory: 16 << 20,
-        image: Image::Flat {
+    Machine::new(&Config::quiet(
+        Image::Flat {
             data: vec![0xF4],
             load: 0x7c00,
         },
-        debugcon: Output::None,
-        serial: Output::None,
-        pg_strict: false,
-    })
+        16 << 20,
+    ))
     .unwrap()
 }
 
@@ -76,4 +74,40 @@ fn testdev_irq_line_reaches_the_pic() {
     assert_eq!(m.platform.io_out(0x2003, 1, 1), trapeze_mmu::BusFlow::Stop);
     assert!(m.platform.interrupt_pending());
     assert_eq!(m.platform.acknowledge_interrupt(), Some(0x23));
+}
+
+/// IA32_TSC_DEADLINE reaches the local APIC through the bus, and its deadline is where
+/// the 1 GHz TSC (CPUID leaf 15h) reaches the value.
+#[test]
+fn tsc_deadline_msr_arms_the_lapic_timer() {
+    let mut m = machine();
+    let p = &mut m.platform;
+    p.mmio_write(0xFEE0_00F0, 4, 0x1FF); // SVR: software-enabled
+    p.mmio_write(0xFEE0_0320, 4, 0x4_0040); // LVT timer: TSC-deadline, vector 40h
+    let lapic_deadline = |p: &trapeze_machine::platform::Platform| {
+        trapeze_devices::bus::lock(&p.lapic).next_deadline()
+    };
+    assert_eq!(lapic_deadline(p), None);
+    let [a, b, c, _] = trapeze_cpu::cpuid::cpuid(0x15, 0);
+    let tsc_hz = c as u64 * b as u64 / a as u64;
+    // At TSC 1000, a deadline 5000 ticks later.
+    assert_eq!(
+        p.wrmsr(0x6E0, 6000, 1000),
+        Some(Ok(trapeze_mmu::BusFlow::Stop))
+    );
+    let ns = 5000 * 1_000_000_000 / tsc_hz;
+    assert_eq!(
+        p.next_deadline(),
+        Some(trapeze_devices::Nanos(p.now.0 + ns))
+    );
+    assert_eq!(p.rdmsr(0x6E0, 1000), Some(6000));
+    // IA32_APIC_BASE: the BSP's APIC at FEE00000h, enabled (SDM Vol.3 10.4.4).
+    assert_eq!(p.rdmsr(0x1B, 0), Some(0xFEE0_0900));
+    // x2APIC mode is not implemented: #GP.
+    assert_eq!(
+        p.wrmsr(0x1B, 0xFEE0_0000 | 1 << 10 | 1 << 11, 0),
+        Some(Err(()))
+    );
+    // Other MSRs are the CPU's.
+    assert_eq!(p.rdmsr(0x10, 0), None);
 }

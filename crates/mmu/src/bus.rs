@@ -22,6 +22,19 @@ pub trait Bus {
     fn acknowledge_interrupt(&mut self) -> Option<u8> {
         None
     }
+    /// The instructions retired before the one about to access a port or a device
+    /// MSR, so the platform can bring its clock to the exact time of the access.
+    fn clock(&mut self, _retired: u64) {}
+    /// RDMSR of an MSR that a device owns (the local APIC's IA32_APIC_BASE and
+    /// IA32_TSC_DEADLINE); `None` if no device has `index`. `tsc` is the TSC now.
+    fn rdmsr(&mut self, _index: u32, _tsc: u64) -> Option<u64> {
+        None
+    }
+    /// WRMSR to a device's MSR: `None` if no device has `index`, `Some(Err(()))` if
+    /// the device refuses the value (#GP(0)).
+    fn wrmsr(&mut self, _index: u32, _value: u64, _tsc: u64) -> Option<Result<BusFlow, ()>> {
+        None
+    }
 }
 
 /// A bus with nothing on it: reads float high, writes vanish. For tests and tools.

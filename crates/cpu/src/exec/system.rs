@@ -139,16 +139,31 @@ fn rdtsc<const AUX: bool>(cpu: &mut Cpu, _: &mut dyn Bus, _: &Entry) -> Result<(
 }
 
 /// RDMSR: EDX:EAX = MSR[ECX] (the upper halves of RAX and RDX are cleared).
-fn rdmsr(cpu: &mut Cpu, _: &mut dyn Bus, _: &Entry) -> Result<(), Fault> {
-    let v = cpu.rdmsr(cpu.gpr[gpr::RCX] as u32)?;
+/// RDMSR: a device's MSR (the local APIC's) through the bus, else the CPU's own.
+fn rdmsr(cpu: &mut Cpu, bus: &mut dyn Bus, _: &Entry) -> Result<(), Fault> {
+    let index = cpu.gpr[gpr::RCX] as u32;
+    bus.clock(cpu.icount);
+    let v = match bus.rdmsr(index, cpu.tsc()) {
+        Some(v) => v,
+        None => cpu.rdmsr(index)?,
+    };
     cpu.gpr[gpr::RAX] = v & 0xFFFF_FFFF;
     cpu.gpr[gpr::RDX] = v >> 32;
     Ok(())
 }
 
-fn wrmsr(cpu: &mut Cpu, _: &mut dyn Bus, _: &Entry) -> Result<(), Fault> {
+fn wrmsr(cpu: &mut Cpu, bus: &mut dyn Bus, _: &Entry) -> Result<(), Fault> {
+    let index = cpu.gpr[gpr::RCX] as u32;
     let v = (cpu.gpr[gpr::RDX] << 32) | (cpu.gpr[gpr::RAX] & 0xFFFF_FFFF);
-    cpu.wrmsr(cpu.gpr[gpr::RCX] as u32, v)
+    bus.clock(cpu.icount);
+    match bus.wrmsr(index, v, cpu.tsc()) {
+        Some(Ok(flow)) => {
+            cpu.mmu.bus_flow(flow);
+            Ok(())
+        }
+        Some(Err(())) => Err(Fault::gp(0)),
+        None => cpu.wrmsr(index, v),
+    }
 }
 
 /// INVLPG m: drop the TLB entries of the page holding the operand's linear address.

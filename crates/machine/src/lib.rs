@@ -1,8 +1,10 @@
 //! trapeze-machine: the PC that ties the CPU, memory and devices together, and the VMM
 //! run loop (DESIGN.md §1): `cpu.run()` → `Exit` → handle → resume.
 
+pub mod acpi;
 pub mod classify;
 pub mod config;
+pub mod linux;
 pub mod machine;
 pub mod multiboot;
 pub mod platform;

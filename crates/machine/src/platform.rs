@@ -14,6 +14,7 @@
 
 use std::io::Write;
 
+use trapeze_devices::acpi_pm::{self, AcpiPm};
 use trapeze_devices::bus::{lock, shared, Shared};
 use trapeze_devices::debug_exit::{self, DebugExit, ExitCode};
 use trapeze_devices::debugcon::{self, DebugCon};
@@ -67,6 +68,8 @@ pub struct Platform {
     pub intr: bool,
     /// A reset line was pulsed (port 0x92, 0xCF9, i8042).
     pub reset: bool,
+    /// The guest turned the machine off (ACPI S5).
+    pub power_off: bool,
     /// An NMI for the CPU (a LAPIC self-IPI or LINT1).
     pub nmi: bool,
 }
@@ -91,6 +94,7 @@ impl Platform {
         let lapic = shared(Lapic::new(0, APIC_BUS_HZ));
         let ioapic = shared(IoApic::new(0));
         let testdev = shared(PcTestdev::new(lines.clone()));
+        let pm = shared(AcpiPm::new(lines.line(acpi_pm::SCI_IRQ)));
         let mut pci = PciBus::new();
         pci.add(0, 0, Box::new(I440fx::new())).map_err(wiring)?;
         pci.add(1, 0, Box::new(Piix3::new())).map_err(wiring)?;
@@ -115,6 +119,7 @@ impl Platform {
         ports.add_range(id, i8042::STATUS_COMMAND, 1)?;
         ports.register(sysctrl::PORT, 1, Box::new(SystemControlA::new(true)))?;
         ports.register(sysctrl::RESET_CONTROL, 1, Box::new(ResetControl::new()))?;
+        ports.register(acpi_pm::BASE, acpi_pm::PORTS, Box::new(pm.clone()))?;
         let id = ports.register(
             fw_cfg::PORT,
             fw_cfg::PORTS,
@@ -156,11 +161,13 @@ impl Platform {
                 Box::new(rtc),
                 Box::new(com1),
                 Box::new(lapic),
+                Box::new(pm),
             ],
             exit_code,
             now: Nanos::ZERO,
             intr: false,
             reset: false,
+            power_off: false,
             nmi: false,
         };
         // The lines' power-on levels (IRQ0 is high: the PIT starts in mode 3) are not
@@ -231,6 +238,10 @@ impl Platform {
             IoAccess::Stop => BusFlow::Stop,
             IoAccess::Reset => {
                 self.reset = true;
+                BusFlow::Stop
+            }
+            IoAccess::PowerOff => {
+                self.power_off = true;
                 BusFlow::Stop
             }
             IoAccess::A20(on) => BusFlow::A20(on),

@@ -12,6 +12,8 @@ mod edx1 {
     pub const MSR: u32 = 1 << 5;
     pub const PAE: u32 = 1 << 6;
     pub const CX8: u32 = 1 << 8;
+    /// On-chip local APIC: the machine's LAPIC at IA32_APIC_BASE (0xFEE00000).
+    pub const APIC: u32 = 1 << 9;
     /// SYSENTER/SYSEXIT.
     pub const SEP: u32 = 1 << 11;
     pub const MTRR: u32 = 1 << 12;
@@ -44,6 +46,7 @@ const EDX1: u32 = edx1::PSE
     | edx1::MSR
     | edx1::PAE
     | edx1::CX8
+    | edx1::APIC
     | edx1::SEP
     | edx1::MTRR
     | edx1::PGE
@@ -120,6 +123,12 @@ mod tests {
             v.extend_from_slice(&r.to_le_bytes());
         }
         assert_eq!(&v, b"TrapezeVMM  ");
+    }
+
+    #[test]
+    fn leaf_1_reports_the_local_apic() {
+        // SDM Vol.2A Table 3-11: EDX bit 9, APIC; the MSR IA32_APIC_BASE backs it.
+        assert_ne!(cpuid(1, 0)[3] & 1 << 9, 0);
     }
 
     #[test]

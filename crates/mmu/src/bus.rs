@@ -18,6 +18,10 @@ pub trait Bus {
     fn io_out(&mut self, port: u16, size: u8, value: u32) -> BusFlow;
     fn mmio_read(&mut self, addr: u64, size: u8) -> u64;
     fn mmio_write(&mut self, addr: u64, size: u8, value: u64) -> BusFlow;
+    /// Called before each port access with the instructions retired so far (up to the
+    /// start of the current block), so that a platform on virtual time can give the
+    /// access its own time instead of the time its run slice began.
+    fn clock(&mut self, _icount: u64) {}
     /// INTA cycle: the vector of the highest-priority pending external interrupt.
     fn acknowledge_interrupt(&mut self) -> Option<u8> {
         None

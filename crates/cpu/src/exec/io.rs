@@ -59,6 +59,7 @@ pub(crate) fn io_permitted(
 pub(crate) fn port_in<T: Word>(cpu: &mut Cpu, bus: &mut dyn Bus, port: u16) -> Result<T, Fault> {
     io_permitted(cpu, bus, port, T::BYTES)?;
     cpu.stats.io_exits += 1;
+    bus.clock(cpu.icount);
     Ok(T::from_u64(bus.io_in(port, T::BYTES as u8) as u64))
 }
 
@@ -73,6 +74,7 @@ pub(crate) fn port_out<T: Word>(
 ) -> Result<(), Fault> {
     io_permitted(cpu, bus, port, T::BYTES)?;
     cpu.stats.io_exits += 1;
+    bus.clock(cpu.icount);
     let flow = bus.io_out(port, T::BYTES as u8, v.to_u64() as u32);
     cpu.mmu.bus_flow(flow);
     Ok(())

@@ -210,6 +210,7 @@ impl Machine {
     /// inputs up to date.
     fn sync(&mut self) {
         let now = self.now();
+        self.platform.slice_start = (self.cpu.icount, now);
         if self.platform.next_deadline().is_some_and(|d| d <= now) || self.platform.now < now {
             self.platform.advance(now);
         }

@@ -4,8 +4,9 @@
 //! The wiring follows crates/devices/tests/platform.rs.
 //!
 //! Devices see the virtual time `now`, which the run loop sets at every slice boundary
-//! (a slice never crosses a device deadline). An access in the middle of a slice sees
-//! the time at which the slice began.
+//! (a slice never crosses a device deadline). A port access in the middle of a slice is
+//! dated by its instruction count (`Bus::clock`, exact to the start of its block); an
+//! MMIO access sees the time at which the slice began.
 //!
 //! The CPU samples its INTR input (`Cpu::intr`) only from the run loop; when a write
 //! changes whether an interrupt is deliverable (an EOI, an unmask, a pc-testdev line),
@@ -36,6 +37,8 @@ use trapeze_devices::uart::{self, Uart};
 use trapeze_devices::{IoAccess, IrqLines, MmioBus, Nanos, PortBus, Timed};
 use trapeze_mmu::{Bus, BusFlow};
 
+use crate::machine::NS_PER_INSN;
+
 /// The RTC's date at power-on: fixed, so that runs are deterministic
 /// (2024-01-01 00:00:00 UTC).
 pub const RTC_START_UNIX: i64 = 1_704_067_200;
@@ -64,6 +67,9 @@ pub struct Platform {
     pub exit_code: ExitCode,
     /// The virtual time devices see (set by the run loop).
     pub now: Nanos,
+    /// The instruction count and virtual time at the start of the current slice, from
+    /// which `Bus::clock` dates each port access.
+    pub slice_start: (u64, Nanos),
     /// What the run loop last put on the CPU's INTR input.
     pub intr: bool,
     /// A reset line was pulsed (port 0x92, 0xCF9, i8042).
@@ -165,6 +171,7 @@ impl Platform {
             ],
             exit_code,
             now: Nanos::ZERO,
+            slice_start: (0, Nanos::ZERO),
             intr: false,
             reset: false,
             power_off: false,
@@ -274,6 +281,15 @@ fn wiring(e: impl std::fmt::Display) -> crate::MachineError {
 }
 
 impl Bus for Platform {
+    /// A port access happens at its own instruction's time (NS_PER_INSN per retired
+    /// instruction since the slice began): polling loops on the PIT or the PM timer see
+    /// the clock move.
+    fn clock(&mut self, icount: u64) {
+        let (base, at) = self.slice_start;
+        let t = at.saturating_add(icount.saturating_sub(base).saturating_mul(NS_PER_INSN));
+        self.now = self.now.max(t);
+    }
+
     fn io_in(&mut self, port: u16, size: u8) -> u32 {
         let v = self.ports.read(port, size, self.now);
         // Reads can lower lines (UART IIR/RBR, RTC register C, PIC poll).
@@ -315,5 +331,37 @@ impl Bus for Platform {
         // and the run loop lowers it.
         self.route();
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn platform() -> Platform {
+        Platform::new(PlatformConfig {
+            below_4g: 16 << 20,
+            above_4g: 0,
+            debugcon: Box::new(std::io::sink()),
+            serial: Box::new(std::io::sink()),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_port_read_mid_slice_sees_its_own_instruction_time() {
+        let mut p = platform();
+        let pm_tmr = acpi_pm::BASE + acpi_pm::PM_TMR;
+        // A slice that began at instruction 1000, 1 ms into the run.
+        p.slice_start = (1000, Nanos(1_000_000));
+        p.clock(1000);
+        assert_eq!(p.io_in(pm_tmr, 4), 3579, "1 ms of 3.579545 MHz");
+        // One virtual second later in the same slice.
+        p.clock(1000 + 1_000_000_000 / NS_PER_INSN);
+        let t1 = p.io_in(pm_tmr, 4);
+        assert_eq!(t1, 3_583_124, "1.001 s");
+        // Time never runs backwards, whatever count the CPU reports.
+        p.clock(0);
+        assert_eq!(p.io_in(pm_tmr, 4), t1);
     }
 }

@@ -292,7 +292,7 @@ mod tests {
             pm1::EN_BITS
         );
         assert!(!lines.level(SCI_IRQ), "no status bit set, no SCI");
-        assert_eq!(p.next_deadline().is_some(), true);
+        assert!(p.next_deadline().is_some());
         p.write(BASE, PM1_EVT + 2, 2, 0, Nanos::ZERO);
         assert_eq!(p.next_deadline(), None);
     }

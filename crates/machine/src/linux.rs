@@ -269,7 +269,7 @@ fn write_identity_map(phys: &mut PhysMem) -> Result<(), MachineError> {
     const PS: u64 = 1 << 7;
     phys.write_bytes(PML4, &(PDPT | P_RW).to_le_bytes())?;
     let pdpt: Vec<u8> = (0..4u64)
-        .flat_map(|i| (PD + i * 0x1000 | P_RW).to_le_bytes())
+        .flat_map(|i| ((PD + i * 0x1000) | P_RW).to_le_bytes())
         .collect();
     phys.write_bytes(PDPT, &pdpt)?;
     let pd: Vec<u8> = (0..4 * 512u64)

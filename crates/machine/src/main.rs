@@ -38,6 +38,7 @@ enum Command {
 }
 
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("kernel_image").args(["kernel", "multiboot"])))]
 struct RunArgs {
     /// A raw image (e.g. a 512-byte boot sector), started in real mode at 0000:ADDR with DL=0x80.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["bios", "multiboot"])]
@@ -65,7 +66,7 @@ struct RunArgs {
     initrd: Option<PathBuf>,
     /// The kernel command line: for --kernel as given, for --multiboot passed as
     /// "FILE CMDLINE" (as GRUB and QEMU do).
-    #[arg(long, value_name = "CMDLINE")]
+    #[arg(long, value_name = "CMDLINE", requires = "kernel_image")]
     append: Option<String>,
     /// Guest RAM (K/M/G suffixes).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "256M")]

@@ -155,6 +155,12 @@ mod tests {
     }
 
     #[test]
+    fn leaf_1_reports_the_local_apic() {
+        // SDM Vol.2A Table 3-11: EDX bit 9, APIC; the MSR IA32_APIC_BASE backs it.
+        assert_ne!(cpuid(1, 0)[3] & 1 << 9, 0);
+    }
+
+    #[test]
     fn out_of_range_leaves_return_the_highest_basic_leaf() {
         assert_eq!(cpuid(0x1234, 0), cpuid(0x16, 0));
         assert_eq!(cpuid(0x8000_0042, 0), cpuid(0x16, 0));

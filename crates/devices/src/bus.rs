@@ -45,6 +45,8 @@ pub enum IoAccess {
     A20(bool),
     /// Reset the machine (port 0x92 bit 0, i8042 pulse, PIIX reset control 0xCF9).
     Reset,
+    /// Turn the machine off (ACPI PM1_CNT.SLP_EN with the S5 sleep type).
+    PowerOff,
     /// An interrupt message for the local APIC (an IOAPIC entry unmasked while its line
     /// was asserted).
     Interrupt(ApicMessage),

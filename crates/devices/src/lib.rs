@@ -7,6 +7,7 @@
 //! interrupt controllers, and a device asks the machine for anything else (reset, A20,
 //! an APIC message) through the `IoAccess` its write returns.
 
+pub mod acpi_pm;
 pub mod bus;
 pub mod clock;
 pub mod debug_exit;

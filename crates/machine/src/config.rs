@@ -35,6 +35,8 @@ pub enum MachineError {
     RomSize { size: usize },
     #[error("{path}: cannot boot as a multiboot kernel: {reason}")]
     Multiboot { path: PathBuf, reason: String },
+    #[error("{path}: cannot boot as a Linux kernel: {reason}")]
+    Linux { path: PathBuf, reason: String },
     #[error("guest memory: {0}")]
     Memory(#[from] trapeze_mmu::MapError),
     #[error("device wiring: {0}")]
@@ -53,6 +55,9 @@ pub enum Image {
     /// A multiboot v1 kernel, its modules and command line, started in 32-bit
     /// protected mode as the Multiboot 0.6.96 specification (3.2) says.
     Multiboot(crate::multiboot::MultibootImage),
+    /// A Linux bzImage, its initrd and command line, entered in 64-bit mode through the
+    /// Linux boot protocol with ACPI tables describing the platform.
+    Linux(crate::linux::LinuxImage),
 }
 
 impl Image {
@@ -102,6 +107,20 @@ impl Image {
             None => path.display().to_string(),
         };
         crate::multiboot::MultibootImage::parse(path, data, cmdline, mods).map(Image::Multiboot)
+    }
+}
+
+impl Image {
+    /// Read a Linux bzImage and its initrd and check the setup header.
+    pub fn linux_file(
+        path: &Path,
+        initrd: Option<&Path>,
+        append: Option<&str>,
+    ) -> Result<Self, MachineError> {
+        let data = read_image(path)?;
+        let initrd = initrd.map(read_image).transpose()?;
+        crate::linux::LinuxImage::parse(path, &data, initrd, append.unwrap_or("").to_string())
+            .map(Image::Linux)
     }
 }
 

@@ -1,10 +1,12 @@
 //! trapeze-machine: the PC that ties the CPU, memory and devices together, and the VMM
 //! run loop (DESIGN.md §1): `cpu.run()` → `Exit` → handle → resume.
 
+pub mod acpi;
 pub mod classify;
 pub mod clock;
 pub mod config;
 pub mod console;
+pub mod linux;
 pub mod machine;
 pub mod multiboot;
 pub mod platform;

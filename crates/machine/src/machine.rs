@@ -37,10 +37,12 @@ pub enum Outcome {
     TripleFault,
     /// `--max-instructions` reached.
     InstructionLimit,
-    /// The guest pulsed a reset line (port 0x92 bit 0).
+    /// The guest pulsed a reset line (port 0x92 bit 0, 0xCF9, the i8042): a reboot.
     Reset,
     /// The user ended the run from the console (Ctrl-A x).
     Quit,
+    /// The guest entered ACPI S5 (PM1a_CNT.SLP_EN): power off.
+    PowerOff,
 }
 
 impl Outcome {
@@ -49,7 +51,7 @@ impl Outcome {
     pub fn exit_status(&self) -> i32 {
         match *self {
             Outcome::DebugExit(v) => debug_exit::status(v),
-            Outcome::Halted { .. } | Outcome::Reset | Outcome::Quit => 0,
+            Outcome::Halted { .. } | Outcome::Reset | Outcome::Quit | Outcome::PowerOff => 0,
             Outcome::TripleFault => 4,
             Outcome::InstructionLimit => 6,
         }
@@ -69,8 +71,9 @@ impl Outcome {
             } => "CPU halted and no device can raise an interrupt".into(),
             Outcome::TripleFault => "triple fault: the CPU shut down".into(),
             Outcome::InstructionLimit => "instruction limit reached".into(),
-            Outcome::Reset => "guest requested a reset".into(),
+            Outcome::Reset => "guest requested a reset (reboot); the run ends here".into(),
             Outcome::Quit => "quit from the console (Ctrl-A x)".into(),
+            Outcome::PowerOff => "guest powered off (ACPI S5)".into(),
         }
     }
 }
@@ -130,10 +133,17 @@ impl Machine {
                 phys.add_rom(0x10_0000 - low_part.len() as u64, low_part)?;
                 None
             }
-            Image::Multiboot(_) => None,
+            Image::Multiboot(_) | Image::Linux(_) => None,
         };
         let multiboot = match &cfg.image {
             Image::Multiboot(mb) => Some(mb.load(&mut phys, low, cfg.memory - low)?),
+            _ => None,
+        };
+        let linux = match &cfg.image {
+            Image::Linux(l) => {
+                let rsdp = crate::acpi::install(&mut phys)?;
+                Some(l.load(&mut phys, low, cfg.memory - low, rsdp)?)
+            }
             _ => None,
         };
 
@@ -161,6 +171,9 @@ impl Machine {
         }
         if let Some(boot) = &multiboot {
             crate::multiboot::enter(&mut cpu, boot);
+        }
+        if let Some(boot) = &linux {
+            crate::linux::enter(&mut cpu, boot);
         }
         // The TSC counts on the machine's clock (clock.rs).
         cpu.tsc_per_insn = TSC_PER_INSN;
@@ -268,6 +281,9 @@ impl Machine {
                     }
                     if std::mem::take(&mut self.platform.reset) {
                         break Outcome::Reset;
+                    }
+                    if std::mem::take(&mut self.platform.power_off) {
+                        break Outcome::PowerOff;
                     }
                     // An interrupt-state change: the next sync updates INTR.
                 }

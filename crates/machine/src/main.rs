@@ -38,6 +38,7 @@ enum Command {
 }
 
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("kernel_image").args(["kernel", "multiboot"])))]
 struct RunArgs {
     /// A raw image (e.g. a 512-byte boot sector), started in real mode at 0000:ADDR with DL=0x80.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["bios", "multiboot"])]
@@ -56,8 +57,16 @@ struct RunArgs {
     /// "FILE CMDLINE". Repeatable.
     #[arg(long, value_name = "FILE[,CMDLINE]", requires = "multiboot")]
     module: Vec<String>,
-    /// The multiboot kernel command line (passed as "FILE CMDLINE", as GRUB and QEMU do).
-    #[arg(long, value_name = "CMDLINE", requires = "multiboot")]
+    /// A Linux bzImage, booted through the Linux boot protocol (64-bit entry, e820 map,
+    /// ACPI tables).
+    #[arg(long, value_name = "BZIMAGE", conflicts_with_all = ["flat", "bios", "multiboot"])]
+    kernel: Option<PathBuf>,
+    /// The initrd (initramfs) for --kernel.
+    #[arg(long, value_name = "FILE", requires = "kernel")]
+    initrd: Option<PathBuf>,
+    /// The kernel command line: for --kernel as given, for --multiboot passed as
+    /// "FILE CMDLINE" (as GRUB and QEMU do).
+    #[arg(long, value_name = "CMDLINE", requires = "kernel_image")]
     append: Option<String>,
     /// Guest RAM (K/M/G suffixes).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "256M")]
@@ -121,6 +130,11 @@ fn run(args: RunArgs) -> Result<i32, trapeze_machine::MachineError> {
             }
             img
         }
+        _ if args.kernel.is_some() => Image::linux_file(
+            args.kernel.as_deref().unwrap(),
+            args.initrd.as_deref(),
+            args.append.as_deref(),
+        )?,
         (Some(f), _) => Image::flat_file(f, args.load)?,
         (None, Some(b)) => Image::bios_file(b)?,
         (None, None) => Image::Flat {

@@ -4,8 +4,9 @@
 //! The wiring follows crates/devices/tests/platform.rs.
 //!
 //! Devices see the virtual time `now`, which the run loop sets at every slice boundary
-//! (a slice never crosses a device deadline). An access in the middle of a slice sees
-//! the time at which the slice began.
+//! (a slice never crosses a device deadline). A port access in the middle of a slice is
+//! dated by its instruction count (`Bus::clock`, exact to the start of its block); an
+//! MMIO access sees the time at which the slice began.
 //!
 //! The CPU samples its INTR input (`Cpu::intr`) only from the run loop; when a write
 //! changes whether an interrupt is deliverable (an EOI, an unmask, a pc-testdev line),
@@ -15,6 +16,7 @@
 use std::io::Write;
 
 use trapeze_cpu::msr::index as msr;
+use trapeze_devices::acpi_pm::{self, AcpiPm};
 use trapeze_devices::bus::{lock, shared, Shared};
 use trapeze_devices::debug_exit::{self, DebugExit, ExitCode};
 use trapeze_devices::debugcon::{self, DebugCon};
@@ -77,6 +79,8 @@ pub struct Platform {
     pub intr: bool,
     /// A reset line was pulsed (port 0x92, 0xCF9, i8042).
     pub reset: bool,
+    /// The guest turned the machine off (ACPI S5).
+    pub power_off: bool,
     /// An NMI for the CPU (a LAPIC self-IPI or LINT1).
     pub nmi: bool,
 }
@@ -105,6 +109,7 @@ impl Platform {
         let lapic = shared(Lapic::new(0, APIC_BUS_HZ));
         let ioapic = shared(IoApic::new(0));
         let testdev = shared(PcTestdev::new(lines.clone()));
+        let pm = shared(AcpiPm::new(lines.line(acpi_pm::SCI_IRQ)));
         let mut pci = PciBus::new();
         pci.add(0, 0, Box::new(I440fx::new())).map_err(wiring)?;
         pci.add(1, 0, Box::new(Piix3::new())).map_err(wiring)?;
@@ -129,6 +134,7 @@ impl Platform {
         ports.add_range(id, i8042::STATUS_COMMAND, 1)?;
         ports.register(sysctrl::PORT, 1, Box::new(SystemControlA::new(true)))?;
         ports.register(sysctrl::RESET_CONTROL, 1, Box::new(ResetControl::new()))?;
+        ports.register(acpi_pm::BASE, acpi_pm::PORTS, Box::new(pm.clone()))?;
         let id = ports.register(
             fw_cfg::PORT,
             fw_cfg::PORTS,
@@ -171,12 +177,14 @@ impl Platform {
                 Box::new(rtc),
                 Box::new(com1),
                 Box::new(lapic),
+                Box::new(pm),
             ],
             clock: Clock::new(cfg.realtime),
             exit_code,
             now: Nanos::ZERO,
             intr: false,
             reset: false,
+            power_off: false,
             nmi: false,
         };
         // The lines' power-on levels (IRQ0 is high: the PIT starts in mode 3) are not
@@ -255,6 +263,10 @@ impl Platform {
             IoAccess::Stop => BusFlow::Stop,
             IoAccess::Reset => {
                 self.reset = true;
+                BusFlow::Stop
+            }
+            IoAccess::PowerOff => {
+                self.power_off = true;
                 BusFlow::Stop
             }
             IoAccess::A20(on) => BusFlow::A20(on),
@@ -386,5 +398,38 @@ impl Bus for Platform {
         // and the run loop lowers it.
         self.route();
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn platform() -> Platform {
+        Platform::new(PlatformConfig {
+            below_4g: 16 << 20,
+            above_4g: 0,
+            debugcon: Box::new(std::io::sink()),
+            serial: Box::new(std::io::sink()),
+            realtime: false,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_port_read_mid_slice_sees_its_own_instruction_time() {
+        use crate::clock::NS_PER_INSN;
+        let mut p = platform();
+        let pm_tmr = acpi_pm::BASE + acpi_pm::PM_TMR;
+        // 1 ms of retired instructions into the run.
+        p.clock(1_000_000 / NS_PER_INSN);
+        assert_eq!(p.io_in(pm_tmr, 4), 3579, "1 ms of 3.579545 MHz");
+        // One virtual second later, in the same slice.
+        p.clock(1_001_000_000 / NS_PER_INSN);
+        let t1 = p.io_in(pm_tmr, 4);
+        assert_eq!(t1, 3_583_124, "1.001 s");
+        // Time never runs backwards, whatever count the CPU reports.
+        p.clock(0);
+        assert_eq!(p.io_in(pm_tmr, 4), t1);
     }
 }

@@ -30,6 +30,17 @@ pub(crate) fn register(t: &mut Table) {
     t.on(Mnemonic::Sti, |_| Some(sti));
     t.on(Mnemonic::Hlt, |_| Some(hlt));
     t.on_all(&[Mnemonic::Nop, Mnemonic::Pause], |_| Some(nop));
+    // PREFETCHh (0F 18 /1-/3, /0): hints in the 0F 18 hint-NOP space; they never fault
+    // and change no architectural state (SDM Vol.2B PREFETCHh).
+    t.on_all(
+        &[
+            Mnemonic::Prefetcht0,
+            Mnemonic::Prefetcht1,
+            Mnemonic::Prefetcht2,
+            Mnemonic::Prefetchnta,
+        ],
+        |_| Some(nop),
+    );
     t.on_all(&[Mnemonic::Wbinvd, Mnemonic::Invd], |_| Some(nop));
     t.on(Mnemonic::Wait, |_| Some(wait));
     t.on(Mnemonic::Cpuid, |_| Some(cpuid));
@@ -508,6 +519,17 @@ mod tests {
         put64(cpu, 0x11000, 0x12000 | 7);
         put64(cpu, 0x12000, 0x87);
         cpu.write_cr3(0x10000).unwrap();
+    }
+
+    #[test]
+    fn prefetch_hints_do_nothing_and_never_fault() {
+        let mut cpu = pm32();
+        // prefetcht0 [eax] ; prefetchnta [eax] with EAX far outside RAM: no #PF/#GP.
+        cpu.gpr[gpr::RAX] = 0xFFFF_F000;
+        let before = cpu.gpr;
+        assert!(exec(&mut cpu, &[0x0F, 0x18, 0x08]).is_empty());
+        assert!(exec(&mut cpu, &[0x0F, 0x18, 0x00]).is_empty());
+        assert_eq!(cpu.gpr, before);
     }
 
     #[test]

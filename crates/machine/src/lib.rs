@@ -3,6 +3,8 @@
 
 pub mod classify;
 pub mod config;
+pub mod debug;
+pub mod gdb;
 pub mod machine;
 pub mod multiboot;
 pub mod platform;

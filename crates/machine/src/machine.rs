@@ -99,6 +99,8 @@ pub struct Machine {
     /// Instruction times skipped while the CPU was halted (HLT jumps to the next
     /// device deadline instead of spinning).
     skipped: u64,
+    /// The instruction count at which the slice in progress ends (`advance`).
+    slice_end: Option<u64>,
     pub stats: RunStats,
 }
 
@@ -172,6 +174,7 @@ impl Machine {
             cpu,
             platform,
             skipped: 0,
+            slice_end: None,
             stats: RunStats::default(),
         })
     }
@@ -211,79 +214,119 @@ impl Machine {
     /// Run until the guest ends the run, or `limit` instruction times have passed
     /// (retired instructions plus halted time skipped).
     pub fn run(&mut self, limit: Option<u64>) -> Outcome {
+        loop {
+            if let Some(o) = self.advance(limit, u64::MAX) {
+                return o;
+            }
+        }
+    }
+
+    /// Run at most `max` instructions of the current slice (starting one if none is in
+    /// progress), then handle the CPU's exit if the slice ended. The debugger steps
+    /// with a small `max`: a slice's boundaries, and so the virtual time devices see,
+    /// do not depend on how many calls it takes (DESIGN.md §2, §6), so stepping never
+    /// changes what the guest computes.
+    pub fn advance(&mut self, limit: Option<u64>, max: u64) -> Option<Outcome> {
         let started = Instant::now();
         let first = self.cpu.icount;
-        let outcome = loop {
-            let elapsed = self.cpu.icount.saturating_add(self.skipped);
-            let left = limit.map_or(u64::MAX, |l| l.saturating_sub(elapsed));
-            if left == 0 {
-                break Outcome::InstructionLimit;
-            }
-            self.sync();
-            let mut budget = left.min(SLICE);
-            if let Some(d) = self.platform.next_deadline() {
-                budget = budget.min(self.insns_until(d));
-            }
-            let exit = self.cpu.run(&mut self.platform, budget);
-            *self.stats.exits.entry(exit_name(exit)).or_default() += 1;
-            match exit {
-                Exit::Budget => continue,
-                Exit::Halt => {
-                    let if_set = self.cpu.rflags() & trapeze_cpu::rf::IF != 0;
-                    self.sync();
-                    if self.cpu.nmi || (if_set && self.cpu.intr) {
-                        continue;
-                    }
-                    let next = self.platform.next_deadline();
-                    match next {
-                        // Skip the idle time: the clock jumps to the next deadline.
-                        Some(d) if if_set => {
-                            let delta = self.insns_until(d).min(left);
-                            self.skipped += delta;
-                            self.cpu.tsc_offset = self
-                                .cpu
-                                .tsc_offset
-                                .wrapping_add(delta.wrapping_mul(self.cpu.tsc_per_insn));
-                        }
-                        _ => {
-                            break Outcome::Halted {
-                                interrupts_enabled: if_set,
-                            }
-                        }
-                    }
-                }
-                Exit::Shutdown => break Outcome::TripleFault,
-                Exit::Stop => {
-                    if let Some(v) = self
-                        .platform
-                        .exit_code
-                        .lock()
-                        .ok()
-                        .and_then(|mut c| c.take())
-                    {
-                        break Outcome::DebugExit(v);
-                    }
-                    if std::mem::take(&mut self.platform.reset) {
-                        break Outcome::Reset;
-                    }
-                    // An interrupt-state change: the next sync updates INTR.
-                }
-            }
-        };
+        let outcome = self.advance_inner(limit, max);
         self.stats.instructions += self.cpu.icount - first;
         self.stats.wall += started.elapsed();
         outcome
     }
 
-    /// The `--stats` report.
+    fn advance_inner(&mut self, limit: Option<u64>, max: u64) -> Option<Outcome> {
+        let end = match self.slice_end {
+            Some(end) => end,
+            None => {
+                let elapsed = self.cpu.icount.saturating_add(self.skipped);
+                let left = limit.map_or(u64::MAX, |l| l.saturating_sub(elapsed));
+                if left == 0 {
+                    return Some(Outcome::InstructionLimit);
+                }
+                self.sync();
+                let mut budget = left.min(SLICE);
+                if let Some(d) = self.platform.next_deadline() {
+                    budget = budget.min(self.insns_until(d));
+                }
+                let end = self.cpu.icount + budget;
+                self.slice_end = Some(end);
+                end
+            }
+        };
+        let exit = self
+            .cpu
+            .run(&mut self.platform, (end - self.cpu.icount).min(max));
+        if exit == Exit::Budget && self.cpu.icount < end {
+            return None;
+        }
+        self.slice_end = None;
+        *self.stats.exits.entry(exit_name(exit)).or_default() += 1;
+        match exit {
+            Exit::Budget => None,
+            Exit::Halt => {
+                let if_set = self.cpu.rflags() & trapeze_cpu::rf::IF != 0;
+                self.sync();
+                if self.cpu.nmi || (if_set && self.cpu.intr) {
+                    return None;
+                }
+                match self.platform.next_deadline() {
+                    // Skip the idle time: the clock jumps to the next deadline, or
+                    // to the instruction limit if that comes first.
+                    Some(d) if if_set => {
+                        let elapsed = self.cpu.icount.saturating_add(self.skipped);
+                        let left = limit.map_or(u64::MAX, |l| l.saturating_sub(elapsed));
+                        let delta = self.insns_until(d).min(left);
+                        self.skipped += delta;
+                        self.cpu.tsc_offset = self
+                            .cpu
+                            .tsc_offset
+                            .wrapping_add(delta.wrapping_mul(self.cpu.tsc_per_insn));
+                        None
+                    }
+                    _ => Some(Outcome::Halted {
+                        interrupts_enabled: if_set,
+                    }),
+                }
+            }
+            Exit::Shutdown => Some(Outcome::TripleFault),
+            Exit::Stop => {
+                if let Some(v) = self
+                    .platform
+                    .exit_code
+                    .lock()
+                    .ok()
+                    .and_then(|mut c| c.take())
+                {
+                    return Some(Outcome::DebugExit(v));
+                }
+                if std::mem::take(&mut self.platform.reset) {
+                    return Some(Outcome::Reset);
+                }
+                // An interrupt-state change: the next sync updates INTR.
+                None
+            }
+        }
+    }
+
+    /// The `--stats` report: host timing, then `counters`.
     pub fn report(&self) -> String {
+        let s = &self.stats;
+        let mut out = String::new();
+        let mut line = |k: &str, v: String| out.push_str(&format!("  {k:<24}{v}\n"));
+        line("wall time", format!("{:.3} s", s.wall.as_secs_f64()));
+        line("guest MIPS", format!("{:.1}", s.mips()));
+        out + &self.counters()
+    }
+
+    /// What the guest did, by count: the same on every run of a guest (the
+    /// debugger's `stats`).
+    pub fn counters(&self) -> String {
         let s = &self.stats;
         let c = &self.cpu.stats;
         let mut out = String::new();
         let mut line = |k: &str, v: String| out.push_str(&format!("  {k:<24}{v}\n"));
         line("instructions retired", s.instructions.to_string());
-        line("wall time", format!("{:.3} s", s.wall.as_secs_f64()));
-        line("guest MIPS", format!("{:.1}", s.mips()));
         let exits: Vec<String> = s.exits.iter().map(|(k, v)| format!("{k} {v}")).collect();
         line("VMM exits", exits.join(", "));
         line(
@@ -336,13 +379,16 @@ impl Machine {
     }
 }
 
+/// The VMM exit reasons by the names `--stats` and `catch exit` use.
+pub const EXIT_NAMES: [&str; 4] = ["slice-end", "hlt", "shutdown", "device-stop"];
+
 fn exit_name(e: Exit) -> &'static str {
-    match e {
-        Exit::Budget => "slice-end",
-        Exit::Halt => "hlt",
-        Exit::Shutdown => "shutdown",
-        Exit::Stop => "device-stop",
-    }
+    EXIT_NAMES[match e {
+        Exit::Budget => 0,
+        Exit::Halt => 1,
+        Exit::Shutdown => 2,
+        Exit::Stop => 3,
+    }]
 }
 
 fn open_output(o: &Output) -> Result<Box<dyn Write + Send>, MachineError> {

@@ -545,7 +545,7 @@ pub fn disas_one(insn: &Instruction, bytes: &[u8], syntax: Syntax) -> String {
         Syntax::Nasm => NasmFormatter::new().format(insn, &mut text),
     }
     let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{:<24} {text}", hex.join(" "))
+    format!("{:<29} {text}", hex.join(" "))
 }
 
 /// The instruction at linear `lin` (with IP `ip`) as a line: "lin  bytes  text".

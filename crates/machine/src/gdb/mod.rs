@@ -63,11 +63,8 @@ pub fn serve(d: Debugger, addr: &str) -> Result<(Debugger, End), GdbError> {
         source,
     };
     let listener = TcpListener::bind(addr).map_err(listen)?;
-    eprintln!(
-        "trapeze: waiting for gdb on {} (target remote {})",
-        listener.local_addr().map_err(listen)?,
-        addr
-    );
+    let local = listener.local_addr().map_err(listen)?;
+    eprintln!("trapeze: waiting for gdb on {local} (target remote {local})");
     let (stream, peer) = listener.accept().map_err(listen)?;
     let _ = stream.set_nodelay(true);
     eprintln!("trapeze: gdb connected from {peer}");

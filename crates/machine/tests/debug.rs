@@ -38,7 +38,9 @@ fn reply<'a>(text: &'a str, cmd: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no '{cmd}' in\n{text}"))
         + "(trapeze) \n".len()
         + cmd.len();
-    let end = text[start..].find("(trapeze) ").map_or(text.len(), |e| start + e);
+    let end = text[start..]
+        .find("(trapeze) ")
+        .map_or(text.len(), |e| start + e);
     &text[start..end]
 }
 
@@ -89,7 +91,10 @@ fn scripted_session_on_pmode() {
     let first = &t[t.find("(trapeze) continue\n").unwrap()..];
     let r = reply(first, "continue");
     assert!(r.starts_with("catchpoint 1: mode change"), "{r}");
-    assert!(r.contains("cr0=60000011"), "PE set in CR0 after RESET's 60000010: {r}");
+    assert!(
+        r.contains("cr0=60000011"),
+        "PE set in CR0 after RESET's 60000010: {r}"
+    );
     let second = &first["(trapeze) continue\n".len()..];
     let r = reply(second, "continue");
     assert!(r.contains("changed: cs=8"), "{r}");
@@ -97,14 +102,20 @@ fn scripted_session_on_pmode() {
 
     // The watchpoint stops right after the store, with the value the source writes.
     let r = reply(&t, "watch 0x100500 4");
-    assert!(r.contains("watchpoint 2: write of linear 0x100500 len 4"), "{r}");
+    assert!(
+        r.contains("watchpoint 2: write of linear 0x100500 len 4"),
+        "{r}"
+    );
     let after_watch = &t[t.find("watch 0x100500 4\n").unwrap()..];
     let r = reply(after_watch, "continue");
     assert!(
         r.starts_with("watchpoint 2: write of 4 bytes at 0x100500, value now 11111111"),
         "{r}"
     );
-    assert_eq!(stopped_at(r), lst.after("mov     dword [0x100500], 0x11111111"));
+    assert_eq!(
+        stopped_at(r),
+        lst.after("mov     dword [0x100500], 0x11111111")
+    );
     assert!(a20_store < stopped_at(r));
 
     // At the breakpoint after MUL: EDX:EAX is QEMU's "mul=" value.
@@ -114,8 +125,14 @@ fn scripted_session_on_pmode() {
     assert_eq!(stopped_at(r), after_mul);
     let mul = expected_value("pmode", "mul").to_lowercase();
     let regs = reply(&t, "regs");
-    assert!(regs.contains(&format!("rax=00000000{}", &mul[8..])), "{regs}");
-    assert!(regs.contains(&format!("rdx=00000000{}", &mul[..8])), "{regs}");
+    assert!(
+        regs.contains(&format!("rax=00000000{}", &mul[8..])),
+        "{regs}"
+    );
+    assert!(
+        regs.contains(&format!("rdx=00000000{}", &mul[..8])),
+        "{regs}"
+    );
     assert!(regs.contains("cs  =0008"), "{regs}");
     assert!(regs.contains("mode=protected 32-bit"), "{regs}");
 
@@ -140,7 +157,10 @@ fn scripted_session_on_pmode() {
     assert_eq!(stopped_at(reply(&t, "step")), pair);
     let r = reply(&t, "next");
     assert_eq!(stopped_at(r), lst.addr("xchg    eax, edx"), "{r}");
-    assert!(r.contains("rsi="), "puts32 advanced ESI past the label: {r}");
+    assert!(
+        r.contains("rsi="),
+        "puts32 advanced ESI past the label: {r}"
+    );
 
     // The end of the run, as QEMU's status 1 says.
     let end = &t[t.rfind("(trapeze) continue\n").unwrap()..];
@@ -178,7 +198,9 @@ fn translate_and_trace_in_long_mode() {
     );
     // Real-mode code in both syntaxes: `mov dword [es:0x0ff8], 0x11003`.
     let nasm = &t[t.find("syntax nasm").unwrap()..];
-    assert!(reply(nasm, &format!("disas {pml4_511:#x} 1")).ends_with("mov dword [es:0FF8h],11003h\n"));
+    assert!(
+        reply(nasm, &format!("disas {pml4_511:#x} 1")).ends_with("mov dword [es:0FF8h],11003h\n")
+    );
     let intel = &t[t.find("syntax intel").unwrap()..];
     assert!(reply(intel, &format!("disas {pml4_511:#x} 1"))
         .ends_with("mov dword ptr es:[0FF8h],11003h\n"));
@@ -193,7 +215,10 @@ fn translate_and_trace_in_long_mode() {
     assert!(r.contains("pdpte[1] at 0x11008"), "{r}");
     assert!(r.contains("-> physical 0x123 (1048576 KiB page)"), "{r}");
     let r = reply(&t, "translate 0x80000000");
-    assert!(r.contains("pdpte[2] at 0x11010 = 0000000000000000 []"), "{r}");
+    assert!(
+        r.contains("pdpte[2] at 0x11010 = 0000000000000000 []"),
+        "{r}"
+    );
     assert!(r.contains("-> #PF"), "{r}");
     assert!(reply(&t, "regs").contains("mode=64-bit paging=4-level"));
 
@@ -202,7 +227,10 @@ fn translate_and_trace_in_long_mode() {
     let _ = std::fs::remove_file(&trace);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
-    assert!(lines[0].starts_with(&format!("{long64:016x}  66 b8 10 00")), "{text}");
+    assert!(
+        lines[0].starts_with(&format!("{long64:016x}  66 b8 10 00")),
+        "{text}"
+    );
     assert!(lines[0].contains("mov ax,10h"), "{text}");
     // EAX held CR0 (RESET's 60000010 | PG | PE); MOV AX replaces its low word.
     assert!(lines[0].ends_with("; rax=e0000010"), "{text}");
@@ -225,7 +253,11 @@ fn machine(guest: &str, out: &std::path::Path) -> Machine {
 
 /// What a run leaves: the outcome, the architectural state, the instruction count
 /// and the guest's output.
-fn final_state(m: Machine, outcome: Outcome, out: &std::path::Path) -> (Outcome, String, u64, Vec<u8>) {
+fn final_state(
+    m: Machine,
+    outcome: Outcome,
+    out: &std::path::Path,
+) -> (Outcome, String, u64, Vec<u8>) {
     let dump = m.cpu.dump();
     let icount = m.cpu.icount;
     drop(m);
@@ -284,8 +316,80 @@ fn stepping_matches_full_speed() {
         let watched = final_state(d.m, o, &watch_out);
         let _ = std::fs::remove_dir_all(&dir);
 
-        assert!(matches!(fast.0, Outcome::DebugExit(_) | Outcome::Halted { .. }), "{guest}: {:?}", fast.0);
+        assert!(
+            matches!(fast.0, Outcome::DebugExit(_) | Outcome::Halted { .. }),
+            "{guest}: {:?}",
+            fast.0
+        );
         assert_eq!(stepped, fast, "{guest}: stepped run differs");
         assert_eq!(watched, fast, "{guest}: run with a watchpoint differs");
     }
+}
+
+/// Ctrl-C (SIGINT) stops a running guest and returns to the prompt, both when it runs
+/// free and when it is stepped for a breakpoint; trapeze itself goes on. intloop runs
+/// 90 million instructions with no device deadline, so it is still running when the
+/// signal comes.
+#[test]
+fn ctrl_c_stops_a_running_guest() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trapeze"))
+        .args(["debug", "--memory", "16M", "--flat"])
+        .arg(guests_dir().join("intloop.bin"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let interrupt = |stdin: &mut std::process::ChildStdin, cmd: &str| {
+        stdin.write_all(cmd.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // SAFETY: signalling our own child process.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    };
+    interrupt(&mut stdin, "continue\n");
+    interrupt(&mut stdin, "break 0x1\ncontinue\n");
+    stdin.write_all(b"regs\nquit\n").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{text}");
+    assert_eq!(text.matches("\ninterrupted\n").count(), 2, "{text}");
+    assert!(!text.contains("guest ended"), "{text}");
+    assert!(text.contains("(trapeze) regs\nrax="), "{text}");
+}
+
+/// `catch exception 14` stops at each page fault of paging_pf with CR2 as QEMU's
+/// reference output prints it; `catch io` stops after the guest's first write to the
+/// debug console.
+#[test]
+fn catch_page_faults_and_ports() {
+    let t = session(
+        "paging_pf",
+        "catch exception 14\ncontinue\ncontinue\ndelete 1\ncatch io 0xe9\ncontinue\n",
+    );
+    let cr2: Vec<String> = std::fs::read_to_string(guests_dir().join("paging_pf.expected"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("#PF cr2="))
+        .map(|l| format!("{:x}", u64::from_str_radix(&l[..8], 16).unwrap()))
+        .collect();
+    let stops: Vec<&str> = t.split("(trapeze) continue\n").skip(1).collect();
+    assert_eq!(stops.len(), 3, "{t}");
+    for (stop, cr2) in stops.iter().zip(&cr2[..2]) {
+        assert!(stop.starts_with("catchpoint 1: exception 14\n"), "{stop}");
+        assert!(
+            stop.contains(&format!(" cr2={cr2}")),
+            "expected CR2 {cr2}: {stop}"
+        );
+    }
+    // The handler prints "#PF cr2=" with OUT 0xE9: the first such OUT after the
+    // second fault (the guest's earlier output was before `catch io`).
+    assert!(
+        stops[2].starts_with("catchpoint 2: io port 0xe9\n"),
+        "{}",
+        stops[2]
+    );
 }

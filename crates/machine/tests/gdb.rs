@@ -20,7 +20,9 @@ fn have_gdb() -> bool {
 #[test]
 fn gdb_drives_pmode() {
     if !have_gdb() {
-        eprintln!("\n*** SKIPPED: gdb is not installed (apt-get install gdb); CI installs it ***\n");
+        eprintln!(
+            "\n*** SKIPPED: gdb is not installed (apt-get install gdb); CI installs it ***\n"
+        );
         return;
     }
     let Some(lst) = Listing::of("pmode", 0x7c00) else {
@@ -68,8 +70,8 @@ fn gdb_drives_pmode() {
         .args(["-ex", "detach"])
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&gdb.stdout).into_owned()
-        + &String::from_utf8_lossy(&gdb.stderr);
+    let text =
+        String::from_utf8_lossy(&gdb.stdout).into_owned() + &String::from_utf8_lossy(&gdb.stderr);
 
     // After detach the guest runs on to the end, with QEMU's output and status.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -84,9 +86,18 @@ fn gdb_drives_pmode() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut out = Vec::new();
-    trapeze.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    trapeze
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut out)
+        .unwrap();
     let expected = std::fs::read(guests_dir().join("pmode.expected")).unwrap();
-    assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&expected), "gdb said:\n{text}");
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        String::from_utf8_lossy(&expected),
+        "gdb said:\n{text}"
+    );
     assert_eq!(status.code(), Some(1), "QEMU's isa-debug-exit status");
 
     // Waiting before the first instruction: at 0000:7C00 (`start: cli`); `monitor
@@ -115,13 +126,22 @@ fn gdb_drives_pmode() {
     assert_eq!(reg("cr0"), "0x60000011");
     assert_eq!(reg("cs_base"), "0x0");
     // pm32: `mov ax, DATA_SEL` (0x10), then `mov ds, ax` (AT&T syntax).
-    assert!(text.contains(&format!("=> {pm32:#x}:\tmov    $0x10,%ax")), "{text}");
+    assert!(
+        text.contains(&format!("=> {pm32:#x}:\tmov    $0x10,%ax")),
+        "{text}"
+    );
     assert!(text.contains("mov    %eax,%ds"), "{text}");
     // stepi: one instruction on.
     assert!(text.contains(&format!("$1 = {after_pm32:#x}")), "{text}");
     // The watchpoint: the store of 0x11111111 (286331153), stopped after it.
-    assert!(text.contains("Hardware watchpoint 2: *(unsigned int *)0x100500"), "{text}");
-    assert!(text.contains("Old value = 0\nNew value = 286331153"), "{text}");
+    assert!(
+        text.contains("Hardware watchpoint 2: *(unsigned int *)0x100500"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Old value = 0\nNew value = 286331153"),
+        "{text}"
+    );
     assert!(text.contains(&format!("$2 = {after_store:#x}")), "{text}");
     // monitor commands: the debugger's views.
     assert!(text.contains("linear 0x100500, paging off"), "{text}");

@@ -37,9 +37,13 @@ impl Cpu {
     /// Bytes that cannot be read end the buffer (the result is then invalid).
     pub fn decode_at(&self, lin: u64, ip: u64) -> Instruction {
         let mut bytes = [0u8; 15];
-        let mut n = 0;
-        while n < bytes.len() && self.peek(lin + n as u64, &mut bytes[n..n + 1]).is_ok() {
-            n += 1;
+        let mut n = bytes.len();
+        if self.peek(lin, &mut bytes).is_err() {
+            // The instruction may end before the bytes that cannot be read.
+            n = 0;
+            while n < bytes.len() && self.peek(lin + n as u64, &mut bytes[n..n + 1]).is_ok() {
+                n += 1;
+            }
         }
         Decoder::with_ip(self.code_bits(), &bytes[..n], ip, DecoderOptions::NONE).decode()
     }

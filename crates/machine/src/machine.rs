@@ -214,11 +214,14 @@ impl Machine {
     /// Run until the guest ends the run, or `limit` instruction times have passed
     /// (retired instructions plus halted time skipped).
     pub fn run(&mut self, limit: Option<u64>) -> Outcome {
-        loop {
+        let started = Instant::now();
+        let outcome = loop {
             if let Some(o) = self.advance(limit, u64::MAX) {
-                return o;
+                break o;
             }
-        }
+        };
+        self.stats.wall += started.elapsed();
+        outcome
     }
 
     /// Run at most `max` instructions of the current slice (starting one if none is in
@@ -226,12 +229,11 @@ impl Machine {
     /// with a small `max`: a slice's boundaries, and so the virtual time devices see,
     /// do not depend on how many calls it takes (DESIGN.md §2, §6), so stepping never
     /// changes what the guest computes.
+    /// The caller accounts the wall time (`stats.wall`).
     pub fn advance(&mut self, limit: Option<u64>, max: u64) -> Option<Outcome> {
-        let started = Instant::now();
         let first = self.cpu.icount;
         let outcome = self.advance_inner(limit, max);
         self.stats.instructions += self.cpu.icount - first;
-        self.stats.wall += started.elapsed();
         outcome
     }
 

@@ -143,6 +143,7 @@ impl Debugger {
         }
         let free = self.points.is_empty() && self.trace.is_none() && goal.until.is_none();
         let start = self.m.cpu.icount;
+        let started = std::time::Instant::now();
         let stop = loop {
             if take_interrupt() {
                 break Stop::Interrupted;
@@ -162,6 +163,7 @@ impl Debugger {
                 break s;
             }
         };
+        self.m.stats.wall += started.elapsed();
         if let Stop::Ended(o) = stop {
             self.ended = Some(o);
         }
@@ -206,17 +208,29 @@ impl Debugger {
                 return Some(Stop::Breakpoint(id));
             }
         }
-        let insn = cpu.next_instruction();
-        let accesses = if self.points.watches.is_empty() {
-            Vec::new()
-        } else {
-            cpu.memory_accesses(&insn)
+        // Decode the instruction only for what needs it: watchpoints, I/O catches, the
+        // trace.
+        let catches_port = self
+            .points
+            .catches
+            .iter()
+            .any(|c| matches!(c.what, Catch::Port(_)));
+        let catches_exit = self
+            .points
+            .catches
+            .iter()
+            .any(|c| matches!(c.what, Catch::Exit(_)));
+        let insn = (!self.points.watches.is_empty() || catches_port || self.trace.is_some())
+            .then(|| cpu.next_instruction());
+        let accesses = match &insn {
+            Some(i) if !self.points.watches.is_empty() => cpu.memory_accesses(i),
+            _ => Vec::new(),
         };
-        let port = io_port(cpu, &insn);
+        let port = insn.as_ref().and_then(|i| io_port(cpu, i));
         let mode = (cpu.mode_name(), cpu.mmu.paging().mode);
         let exceptions = cpu.stats.exceptions;
         let interrupts = cpu.stats.interrupts;
-        let exits = self.m.stats.exits.clone();
+        let exits = catches_exit.then(|| self.m.stats.exits.clone());
         let before = self.trace.as_ref().map(|_| Snapshot::of(cpu));
 
         let icount = self.m.cpu.icount;
@@ -230,7 +244,7 @@ impl Debugger {
 
         let cpu = &self.m.cpu;
         let vector = (0..32).find(|&v| cpu.stats.exceptions[v] != exceptions[v]);
-        if let (Some(t), Some(before)) = (&mut self.trace, before) {
+        if let (Some(t), Some(before), Some(insn)) = (&mut self.trace, before, &insn) {
             let mut bytes = vec![0u8; insn.len()];
             let _ = cpu.peek(lin, &mut bytes);
             let event = vector
@@ -240,7 +254,7 @@ impl Debugger {
                 });
             let _ = t.line(
                 lin,
-                &insn,
+                insn,
                 &bytes,
                 self.syntax,
                 &before,
@@ -255,7 +269,9 @@ impl Debugger {
             let hit = match &c.what {
                 Catch::Exception(v) => vector == Some(*v as usize),
                 Catch::Port(p) => port.is_some_and(|(lo, n)| (lo..lo + n).contains(p)),
-                Catch::Exit(r) => self.m.stats.exits.get(r.as_str()) != exits.get(r.as_str()),
+                Catch::Exit(r) => exits
+                    .as_ref()
+                    .is_some_and(|e| self.m.stats.exits.get(r.as_str()) != e.get(r.as_str())),
                 Catch::Mode => mode != (cpu.mode_name(), cpu.mmu.paging().mode),
             };
             if hit {

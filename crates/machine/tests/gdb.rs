@@ -149,3 +149,84 @@ fn gdb_drives_pmode() {
     assert!(text.contains("instructions retired"), "{text}");
     assert!(text.contains("[Inferior 1 (process 1) detached]"), "{text}");
 }
+
+/// Send one RSP packet and return the stub's reply packet's data (acking it).
+fn packet(s: &mut std::net::TcpStream, data: &str) -> String {
+    use std::io::Write;
+    let sum = data.bytes().fold(0u8, |a, b| a.wrapping_add(b));
+    write!(s, "${data}#{sum:02x}").unwrap();
+    reply(s)
+}
+
+/// Read up to the end of the next packet ("$...#xx"), skipping acks; ack it.
+fn reply(s: &mut std::net::TcpStream) -> String {
+    use std::io::Write;
+    let mut buf = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        s.read_exact(&mut b).unwrap();
+        buf.push(b[0]);
+        if buf.len() >= 3 && buf[buf.len() - 3] == b'#' && buf.contains(&b'$') {
+            break;
+        }
+    }
+    s.write_all(b"+").unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let start = text.find('$').unwrap() + 1;
+    // Undo run-length encoding: "X*n" is X repeated n - 29 more times.
+    let mut out = String::new();
+    let mut chars = text[start..text.len() - 3].chars();
+    while let Some(c) = chars.next() {
+        if c == '*' {
+            let last = out.chars().last().unwrap();
+            let n = chars.next().unwrap() as usize - 29;
+            out.extend(std::iter::repeat(last).take(n));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Ctrl-C from gdb (the 0x03 byte) stops a running guest with SIGINT, at the protocol
+/// level (no gdb needed): intloop runs 90 million instructions, so it is still running.
+#[test]
+fn interrupt_byte_stops_a_running_guest() {
+    use std::io::Write;
+    let mut trapeze = Command::new(env!("CARGO_BIN_EXE_trapeze"))
+        .args(["run", "--memory", "16M", "--gdb", "127.0.0.1:0", "--flat"])
+        .arg(guests_dir().join("intloop.bin"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(trapeze.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr = line
+        .split("target remote ")
+        .nth(1)
+        .unwrap()
+        .trim_end()
+        .trim_end_matches(')');
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    // Before the first instruction: stopped with SIGTRAP (5).
+    assert!(packet(&mut s, "?").starts_with("T05"));
+    let sum = b'c';
+    write!(s, "$c#{sum:02x}").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    s.write_all(&[0x03]).unwrap();
+    let stop = reply(&mut s);
+    assert!(
+        stop.starts_with("T02") || stop.starts_with("S02"),
+        "SIGINT: {stop}"
+    );
+    // The guest is mid-loop, not at its start: RIP (after 16 GPRs of 8 bytes, in hex)
+    // is no longer 0x7c00.
+    let regs = packet(&mut s, "g");
+    let rip = &regs[16 * 8 * 2..17 * 8 * 2];
+    assert_ne!(rip, "007c000000000000", "{regs}");
+    let _ = trapeze.kill();
+    let _ = trapeze.wait();
+}

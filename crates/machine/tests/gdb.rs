@@ -180,7 +180,7 @@ fn reply(s: &mut std::net::TcpStream) -> String {
         if c == '*' {
             let last = out.chars().last().unwrap();
             let n = chars.next().unwrap() as usize - 29;
-            out.extend(std::iter::repeat(last).take(n));
+            (0..n).for_each(|_| out.push(last));
         } else {
             out.push(c);
         }

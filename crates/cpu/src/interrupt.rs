@@ -584,7 +584,7 @@ impl Cpu {
     }
 
     /// A register's value for an address computation; for a segment register its base.
-    fn register_for_address(&self, r: Register) -> u64 {
+    pub(crate) fn register_for_address(&self, r: Register) -> u64 {
         if r.is_segment_register() {
             let s = seg_index(r) as usize;
             return if self.long64() && s < sreg::FS {

@@ -5,6 +5,7 @@
 pub mod classify;
 pub mod cpu;
 pub mod cpuid;
+pub mod debug_api;
 pub mod decode_cache;
 pub mod dump;
 pub mod exec;

@@ -267,6 +267,19 @@ impl<A: Address, D: ?Sized + Device> Bus<A, D> {
         Some((entry.device.as_mut(), base, addr.offset_from(base)))
     }
 
+    /// (device name, first address, last address) of every claimed range, by address.
+    pub fn ranges(&self) -> Vec<(&'static str, u64, u64)> {
+        self.claims
+            .iter()
+            .map(|c| (self.entries[c.device].name, c.base.into(), c.last.into()))
+            .collect()
+    }
+
+    /// The device that answers unclaimed addresses, if any.
+    pub fn fallback_name(&self) -> Option<&'static str> {
+        self.fallback.map(|f| self.entries[f].name)
+    }
+
     /// (device name, accesses) for every device, then "unclaimed".
     pub fn stats(&self) -> Vec<(&'static str, AccessStats)> {
         let mut v: Vec<_> = self.entries.iter().map(|e| (e.name, e.stats)).collect();

@@ -6,6 +6,8 @@ pub mod classify;
 pub mod clock;
 pub mod config;
 pub mod console;
+pub mod debug;
+pub mod gdb;
 pub mod linux;
 pub mod machine;
 pub mod multiboot;

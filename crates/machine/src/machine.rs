@@ -98,6 +98,8 @@ pub struct Machine {
     pub platform: Platform,
     /// Host input for COM1 (`--serial stdio`).
     console: Option<Console>,
+    /// The instruction count at which the slice in progress ends (`advance`).
+    slice_end: Option<u64>,
     pub stats: RunStats,
 }
 
@@ -182,6 +184,7 @@ impl Machine {
             cpu,
             platform,
             console,
+            slice_end: None,
             stats: RunStats::default(),
         })
     }
@@ -233,65 +236,103 @@ impl Machine {
     /// (retired instructions plus halted time skipped).
     pub fn run(&mut self, limit: Option<u64>) -> Outcome {
         let started = Instant::now();
-        let first = self.cpu.icount;
-        let slice = if self.platform.clock.realtime() {
-            REALTIME_SLICE
-        } else {
-            SLICE
-        };
         let outcome = loop {
-            let left = limit.map_or(u64::MAX, |l| l.saturating_sub(self.elapsed()));
-            if left == 0 {
-                break Outcome::InstructionLimit;
-            }
-            if self.console.as_ref().is_some_and(|c| c.quit) {
-                break Outcome::Quit;
-            }
-            self.sync();
-            let mut budget = left.min(slice);
-            if let Some(d) = self.platform.next_deadline() {
-                budget = budget.min(self.insns_until(d));
-            }
-            let exit = self.cpu.run(&mut self.platform, budget);
-            *self.stats.exits.entry(exit_name(exit)).or_default() += 1;
-            match exit {
-                Exit::Budget => continue,
-                Exit::Halt => {
-                    let if_set = self.cpu.rflags() & trapeze_cpu::rf::IF != 0;
-                    self.sync();
-                    if self.cpu.nmi || (if_set && self.cpu.intr) {
-                        continue;
-                    }
-                    if !if_set || !self.idle(self.platform.next_deadline(), left) {
-                        break Outcome::Halted {
-                            interrupts_enabled: if_set,
-                        };
-                    }
-                }
-                Exit::Shutdown => break Outcome::TripleFault,
-                Exit::Stop => {
-                    if let Some(v) = self
-                        .platform
-                        .exit_code
-                        .lock()
-                        .ok()
-                        .and_then(|mut c| c.take())
-                    {
-                        break Outcome::DebugExit(v);
-                    }
-                    if std::mem::take(&mut self.platform.reset) {
-                        break Outcome::Reset;
-                    }
-                    if std::mem::take(&mut self.platform.power_off) {
-                        break Outcome::PowerOff;
-                    }
-                    // An interrupt-state change: the next sync updates INTR.
-                }
+            if let Some(o) = self.advance(limit, u64::MAX) {
+                break o;
             }
         };
-        self.stats.instructions += self.cpu.icount - first;
         self.stats.wall += started.elapsed();
         outcome
+    }
+
+    /// Run at most `max` instructions of the current slice (starting one if none is in
+    /// progress), then handle the CPU's exit if the slice ended. The debugger steps
+    /// with a small `max`: a slice's boundaries, and so the time devices see, do not
+    /// depend on how many calls it takes (DESIGN.md §2, §6), so stepping never changes
+    /// what the guest computes. The caller accounts the wall time (`stats.wall`).
+    pub fn advance(&mut self, limit: Option<u64>, max: u64) -> Option<Outcome> {
+        let first = self.cpu.icount;
+        let outcome = self.advance_inner(limit, max);
+        self.stats.instructions += self.cpu.icount - first;
+        outcome
+    }
+
+    /// Instruction times left before `limit`.
+    fn left(&self, limit: Option<u64>) -> u64 {
+        limit.map_or(u64::MAX, |l| l.saturating_sub(self.elapsed()))
+    }
+
+    fn advance_inner(&mut self, limit: Option<u64>, max: u64) -> Option<Outcome> {
+        let end = match self.slice_end {
+            Some(end) => end,
+            None => {
+                let left = self.left(limit);
+                if left == 0 {
+                    return Some(Outcome::InstructionLimit);
+                }
+                if self.console.as_ref().is_some_and(|c| c.quit) {
+                    return Some(Outcome::Quit);
+                }
+                self.sync();
+                let slice = if self.platform.clock.realtime() {
+                    REALTIME_SLICE
+                } else {
+                    SLICE
+                };
+                let mut budget = left.min(slice);
+                if let Some(d) = self.platform.next_deadline() {
+                    budget = budget.min(self.insns_until(d));
+                }
+                let end = self.cpu.icount + budget;
+                self.slice_end = Some(end);
+                end
+            }
+        };
+        let exit = self
+            .cpu
+            .run(&mut self.platform, (end - self.cpu.icount).min(max));
+        if exit == Exit::Budget && self.cpu.icount < end {
+            return None;
+        }
+        self.slice_end = None;
+        *self.stats.exits.entry(exit_name(exit)).or_default() += 1;
+        match exit {
+            Exit::Budget => None,
+            Exit::Halt => {
+                let if_set = self.cpu.rflags() & trapeze_cpu::rf::IF != 0;
+                self.sync();
+                if self.cpu.nmi || (if_set && self.cpu.intr) {
+                    return None;
+                }
+                let left = self.left(limit);
+                if if_set && self.idle(self.platform.next_deadline(), left) {
+                    return None;
+                }
+                Some(Outcome::Halted {
+                    interrupts_enabled: if_set,
+                })
+            }
+            Exit::Shutdown => Some(Outcome::TripleFault),
+            Exit::Stop => {
+                if let Some(v) = self
+                    .platform
+                    .exit_code
+                    .lock()
+                    .ok()
+                    .and_then(|mut c| c.take())
+                {
+                    return Some(Outcome::DebugExit(v));
+                }
+                if std::mem::take(&mut self.platform.reset) {
+                    return Some(Outcome::Reset);
+                }
+                if std::mem::take(&mut self.platform.power_off) {
+                    return Some(Outcome::PowerOff);
+                }
+                // An interrupt-state change: the next sync updates INTR.
+                None
+            }
+        }
     }
 
     /// The CPU halted with interrupts enabled: let time pass until `deadline` or until
@@ -330,15 +371,24 @@ impl Machine {
         true
     }
 
-    /// The `--stats` report.
+    /// The `--stats` report: host timing, then `counters`.
     pub fn report(&self) -> String {
+        let s = &self.stats;
+        let mut out = String::new();
+        let mut line = |k: &str, v: String| out.push_str(&format!("  {k:<24}{v}\n"));
+        line("wall time", format!("{:.3} s", s.wall.as_secs_f64()));
+        line("guest MIPS", format!("{:.1}", s.mips()));
+        out + &self.counters()
+    }
+
+    /// What the guest did, by count: the same on every run of a guest (the
+    /// debugger's `stats`).
+    pub fn counters(&self) -> String {
         let s = &self.stats;
         let c = &self.cpu.stats;
         let mut out = String::new();
         let mut line = |k: &str, v: String| out.push_str(&format!("  {k:<24}{v}\n"));
         line("instructions retired", s.instructions.to_string());
-        line("wall time", format!("{:.3} s", s.wall.as_secs_f64()));
-        line("guest MIPS", format!("{:.1}", s.mips()));
         let exits: Vec<String> = s.exits.iter().map(|(k, v)| format!("{k} {v}")).collect();
         line("VMM exits", exits.join(", "));
         line(
@@ -391,13 +441,16 @@ impl Machine {
     }
 }
 
+/// The VMM exit reasons by the names `--stats` and `catch exit` use.
+pub const EXIT_NAMES: [&str; 4] = ["slice-end", "hlt", "shutdown", "device-stop"];
+
 fn exit_name(e: Exit) -> &'static str {
-    match e {
-        Exit::Budget => "slice-end",
-        Exit::Halt => "hlt",
-        Exit::Shutdown => "shutdown",
-        Exit::Stop => "device-stop",
-    }
+    EXIT_NAMES[match e {
+        Exit::Budget => 0,
+        Exit::Halt => 1,
+        Exit::Shutdown => 2,
+        Exit::Stop => 3,
+    }]
 }
 
 fn open_output(o: &Output) -> Result<Box<dyn Write + Send>, MachineError> {

@@ -4,8 +4,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+
+use trapeze_machine::debug::command::Syntax;
+use trapeze_machine::debug::Debugger;
 use trapeze_machine::{
-    parse_addr, parse_size, Config, Image, Machine, Outcome, Output, BENCH_GUEST, DEFAULT_GUEST,
+    gdb, parse_addr, parse_size, Config, Image, Machine, Outcome, Output, BENCH_GUEST,
+    DEFAULT_GUEST,
 };
 
 #[derive(Parser)]
@@ -22,7 +27,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Boot a guest (with no image: the embedded default guest).
-    Run(Box<RunArgs>),
+    Run(Box<MachineArgs>),
+    /// Boot a guest under the step debugger: an interactive prompt, or commands from
+    /// stdin or --commands FILE (see `help` at the prompt).
+    Debug(Box<DebugArgs>),
     /// Print the Popek–Goldberg class of every instruction.
     Classify {
         /// One JSON object per iced-x86 Code.
@@ -38,8 +46,21 @@ enum Command {
 }
 
 #[derive(clap::Args)]
+struct DebugArgs {
+    #[command(flatten)]
+    machine: MachineArgs,
+    /// Read debugger commands from FILE instead of stdin.
+    #[arg(long, value_name = "FILE")]
+    commands: Option<PathBuf>,
+    /// Disassembly syntax.
+    #[arg(long, value_name = "SYNTAX", default_value = "intel", value_parser = ["intel", "nasm"])]
+    syntax: String,
+}
+
+/// The machine options `run` and `debug` share.
+#[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("kernel_image").args(["kernel", "multiboot"])))]
-struct RunArgs {
+struct MachineArgs {
     /// A raw image (e.g. a 512-byte boot sector), started in real mode at 0000:ADDR with DL=0x80.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["bios", "multiboot"])]
     flat: Option<PathBuf>,
@@ -91,12 +112,18 @@ struct RunArgs {
     /// are then no longer reproducible.
     #[arg(long)]
     realtime: bool,
+    /// Serve the GDB remote protocol on HOST:PORT: the guest waits for gdb before its
+    /// first instruction and runs on when gdb detaches (under `debug`, the prompt
+    /// takes over).
+    #[arg(long, value_name = "HOST:PORT")]
+    gdb: Option<String>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(*args),
+        Command::Debug(args) => debug(*args),
         Command::Bench { runs } => bench(runs),
         Command::Classify { json } => {
             let table = if json {
@@ -118,52 +145,113 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: RunArgs) -> Result<i32, trapeze_machine::MachineError> {
-    let image = match (&args.flat, &args.bios) {
-        _ if args.multiboot.is_some() => {
-            let k = args.multiboot.as_deref().unwrap();
-            let img = Image::multiboot_file(k, &args.module, args.append.as_deref())?;
-            if let Image::Multiboot(mb) = &img {
-                for n in &mb.notes {
-                    eprintln!("trapeze: note: {n}");
+impl MachineArgs {
+    /// The machine to build; `serial_input` says whether COM1 reads stdin (not under
+    /// `debug`, whose prompt reads it).
+    fn config(&self, serial_input: bool) -> Result<Config, trapeze_machine::MachineError> {
+        let image = match (&self.flat, &self.bios) {
+            _ if self.multiboot.is_some() => {
+                let k = self.multiboot.as_deref().unwrap();
+                let img = Image::multiboot_file(k, &self.module, self.append.as_deref())?;
+                if let Image::Multiboot(mb) = &img {
+                    for n in &mb.notes {
+                        eprintln!("trapeze: note: {n}");
+                    }
                 }
+                img
             }
-            img
-        }
-        _ if args.kernel.is_some() => Image::linux_file(
-            args.kernel.as_deref().unwrap(),
-            args.initrd.as_deref(),
-            args.append.as_deref(),
-        )?,
-        (Some(f), _) => Image::flat_file(f, args.load)?,
-        (None, Some(b)) => Image::bios_file(b)?,
-        (None, None) => Image::Flat {
-            data: DEFAULT_GUEST.to_vec(),
-            load: 0x7c00,
-        },
-    };
-    let cfg = Config {
-        memory: args.memory,
-        image,
-        debugcon: args.debugcon,
-        serial: args.serial,
-        serial_input: true,
-        pg_strict: args.pg_strict,
-        realtime: args.realtime,
-    };
-    let mut m = Machine::new(&cfg)?;
-    let outcome = m.run(args.max_instructions);
+            _ if self.kernel.is_some() => Image::linux_file(
+                self.kernel.as_deref().unwrap(),
+                self.initrd.as_deref(),
+                self.append.as_deref(),
+            )?,
+            (Some(f), _) => Image::flat_file(f, self.load)?,
+            (None, Some(b)) => Image::bios_file(b)?,
+            (None, None) => Image::Flat {
+                data: DEFAULT_GUEST.to_vec(),
+                load: 0x7c00,
+            },
+        };
+        Ok(Config {
+            memory: self.memory,
+            image,
+            debugcon: self.debugcon.clone(),
+            serial: self.serial.clone(),
+            serial_input,
+            pg_strict: self.pg_strict,
+            realtime: self.realtime,
+        })
+    }
+}
+
+/// How a run ended, on stderr, and the exit status.
+fn finish(m: &Machine, outcome: Outcome, stats: bool) -> i32 {
     eprintln!("trapeze: {}", outcome.describe());
     if outcome == Outcome::TripleFault {
         eprint!("{}", m.cpu.dump());
     }
-    if args.stats {
+    if stats {
         eprint!("trapeze: stats\n{}", m.report());
     }
-    Ok(outcome.exit_status())
+    outcome.exit_status()
 }
 
-fn bench(runs: u32) -> Result<i32, trapeze_machine::MachineError> {
+fn run(args: MachineArgs) -> Result<i32, Box<dyn std::error::Error>> {
+    let mut m = Machine::new(&args.config(true)?)?;
+    if let Some(addr) = &args.gdb {
+        let (mut d, end) = gdb::serve(Debugger::new(m, args.max_instructions), addr)?;
+        let outcome = match end {
+            gdb::End::Ended(o) => o,
+            // gdb detached: the guest runs on.
+            gdb::End::Detached => d.m.run(args.max_instructions),
+            gdb::End::Killed => {
+                eprintln!("trapeze: gdb killed the guest");
+                return Ok(0);
+            }
+        };
+        return Ok(finish(&d.m, outcome, args.stats));
+    }
+    let outcome = m.run(args.max_instructions);
+    Ok(finish(&m, outcome, args.stats))
+}
+
+fn debug(args: DebugArgs) -> Result<i32, Box<dyn std::error::Error>> {
+    let machine = &args.machine;
+    let m = Machine::new(&machine.config(false)?)?;
+    let mut d = Debugger::new(m, machine.max_instructions);
+    d.syntax = if args.syntax == "nasm" {
+        Syntax::Nasm
+    } else {
+        Syntax::Intel
+    };
+    if let Some(addr) = &machine.gdb {
+        let (back, end) = gdb::serve(d, addr)?;
+        if end == gdb::End::Killed {
+            return Ok(0);
+        }
+        d = back;
+    }
+    trapeze_machine::debug::catch_ctrl_c();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let ok = match &args.commands {
+        Some(path) => {
+            let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            d.repl(&mut std::io::BufReader::new(f), &mut out, true)
+        }
+        None => {
+            let stdin = std::io::stdin();
+            let echo = !stdin.is_terminal();
+            d.repl(&mut stdin.lock(), &mut out, echo)
+        }
+    };
+    if machine.stats {
+        eprint!("trapeze: stats\n{}", d.m.report());
+    }
+    Ok(if ok { 0 } else { 1 })
+}
+
+fn bench(runs: u32) -> Result<i32, Box<dyn std::error::Error>> {
     let cfg = Config::quiet(
         Image::Flat {
             data: BENCH_GUEST.to_vec(),

@@ -13,3 +13,4 @@ mod tlb;
 pub use bus::{Bus, BusFlow, NullBus};
 pub use mmu::{event, Access, MemFault, Mmu, Pod};
 pub use phys::{MapError, PhysMem, PAGE_SIZE};
+pub use tlb::TlbEntry;

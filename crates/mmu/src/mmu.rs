@@ -116,6 +116,28 @@ impl Mmu {
         self.tlb.flush();
     }
 
+    /// The TLB's valid entries (debugger).
+    pub fn tlb_entries(&self) -> Vec<crate::TlbEntry> {
+        self.tlb.entries()
+    }
+
+    /// Copy `out.len()` bytes at linear address `lin` through the current page tables
+    /// as a supervisor read would, with no side effect (debugger, gdb stub). Fails at
+    /// the first byte that does not translate or is not RAM/ROM; devices are never read.
+    pub fn peek(&self, lin: u64, out: &mut [u8]) -> Result<(), u64> {
+        let mut done = 0;
+        while done < out.len() {
+            let at = lin.wrapping_add(done as u64);
+            let phys = self.inspect(at).1.map_err(|_| at)?.phys;
+            let n = (PAGE_SIZE - (at & (PAGE_SIZE - 1))).min((out.len() - done) as u64) as usize;
+            self.phys
+                .read_bytes(phys, &mut out[done..done + n])
+                .map_err(|_| at)?;
+            done += n;
+        }
+        Ok(())
+    }
+
     // ---- the paging unit's registers ----------------------------------------------
 
     /// The paging mode and options now in force.

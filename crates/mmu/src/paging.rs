@@ -92,6 +92,37 @@ pub struct Walk {
     pub pat_index: u8,
 }
 
+/// One paging-structure entry a walk read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Step {
+    /// The linear-address bit the level's index starts at: 39 (PML4E), 30 (PDPTE),
+    /// 22 or 21 (PDE), 12 (PTE).
+    pub shift: u32,
+    /// Physical address of the entry.
+    pub addr: u64,
+    pub entry: u64,
+}
+
+/// The entries of one walk, top level first.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Steps {
+    /// With PAE paging: the PDPTE register used (loaded with CR3, not read by the walk).
+    pub pdpte: Option<u64>,
+    steps: [Step; 4],
+    len: usize,
+}
+
+impl Steps {
+    fn push(&mut self, s: Step) {
+        self.steps[self.len] = s;
+        self.len += 1;
+    }
+
+    pub fn entries(&self) -> &[Step] {
+        &self.steps[..self.len]
+    }
+}
+
 /// How a level's entry may map a page instead of pointing at a table.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Large {
@@ -247,6 +278,35 @@ impl Mmu {
     /// set; a walk that faults writes nothing (SDM Vol.3 4.8; Intel parts walk first and
     /// update A/D only for a translation that succeeds, as Bochs models it).
     pub(crate) fn walk(&mut self, lin: u64, access: Access) -> Result<Walk, MemFault> {
+        let mut steps = Steps::default();
+        let w = self.lookup(lin, access, self.user, &mut steps)?;
+        if let Some((last, upper)) = steps.entries().split_last() {
+            for s in upper {
+                self.table_set_bits(s.addr, pte::A);
+            }
+            let write = access == Access::Write;
+            self.table_set_bits(last.addr, pte::A | if write { pte::D } else { 0 });
+        }
+        Ok(w)
+    }
+
+    /// The walk for `lin` as the debugger shows it: every entry read, and the
+    /// translation or fault of a supervisor read, with no side effect (no A/D update,
+    /// no TLB fill).
+    pub fn inspect(&self, lin: u64) -> (Steps, Result<Walk, MemFault>) {
+        let mut steps = Steps::default();
+        let r = self.lookup(lin, Access::Read, false, &mut steps);
+        (steps, r)
+    }
+
+    /// The pure part of a walk: the entries it reads go to `steps`.
+    fn lookup(
+        &self,
+        lin: u64,
+        access: Access,
+        user: bool,
+        steps: &mut Steps,
+    ) -> Result<Walk, MemFault> {
         let cfg = self.unit.cfg;
         if cfg.mode == Mode::Off {
             return Ok(Walk {
@@ -256,7 +316,6 @@ impl Mmu {
                 pat_index: 0,
             });
         }
-        let user = self.user;
         let write = access == Access::Write;
         let fetch = access == Access::Fetch;
         let fault = |bits: u32| MemFault::Page {
@@ -275,6 +334,7 @@ impl Mmu {
             Mode::Bits32 => self.unit.cr3 & 0xFFFF_F000,
             Mode::Pae => {
                 let e = self.unit.pdpte[(lin >> 30) as usize & 3];
+                steps.pdpte = Some(e);
                 if e & pte::P == 0 {
                     return Err(fault(0));
                 }
@@ -282,15 +342,17 @@ impl Mmu {
             }
             _ => self.unit.cr3 & ADDR_MASK,
         };
-        // The entries used, for the A/D update once the translation is known to be good.
-        let mut used = [0u64; 4];
-        let mut n = 0;
         let (mut rw, mut us, mut xd) = (true, true, false);
         let mut leaf = (0u64, 12u32);
         for lv in cfg.levels() {
             let idx = (lin >> lv.shift) & ((1 << lv.index_bits) - 1);
             let addr = (table + (idx << if wide { 3 } else { 2 })) & self.a20_mask;
             let e = self.table_load(addr, wide);
+            steps.push(Step {
+                shift: lv.shift,
+                addr,
+                entry: e,
+            });
             if e & pte::P == 0 {
                 return Err(fault(0));
             }
@@ -310,8 +372,6 @@ impl Mmu {
             rw &= e & pte::RW != 0;
             us &= e & pte::US != 0;
             xd |= cfg.nxe && e & pte::XD != 0;
-            used[n] = addr;
-            n += 1;
             if large {
                 leaf = (e, lv.shift);
                 break;
@@ -325,10 +385,6 @@ impl Mmu {
         if (user && !us) || (write && !writable) || (fetch && xd) {
             return Err(fault(pf::P));
         }
-        for &addr in &used[..n - 1] {
-            self.table_set_bits(addr, pte::A);
-        }
-        self.table_set_bits(used[n - 1], pte::A | if write { pte::D } else { 0 });
         let frame = if !wide && shift == 22 {
             (e & 0xFFC0_0000) | ((e >> 13) & 0xFF) << 32
         } else if wide {

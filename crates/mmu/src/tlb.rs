@@ -54,6 +54,19 @@ impl Entry {
     }
 }
 
+/// A valid TLB entry as the debugger lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TlbEntry {
+    pub user: bool,
+    pub kind: Access,
+    /// Linear and physical address of the 4-KiB page.
+    pub lin: u64,
+    pub phys: u64,
+    pub global: bool,
+    /// Part of a larger page.
+    pub large: bool,
+}
+
 pub(crate) type Table = [Entry; TLB_ENTRIES];
 
 /// The three arrays of one privilege.
@@ -158,6 +171,30 @@ impl Tlb {
             Some(v) => v.clone(),
             None => Self::all_slots().collect(),
         }
+    }
+
+    /// Every valid entry, for the debugger's `tlb` view: user arrays after supervisor
+    /// ones, read/write/fetch, by slot.
+    pub fn entries(&self) -> Vec<TlbEntry> {
+        let mut out = Vec::new();
+        for user in [false, true] {
+            let set = if user == self.cur_user {
+                &self.cur
+            } else {
+                &self.alt
+            };
+            for (kind, table) in KINDS.into_iter().zip([&set.read, &set.write, &set.fetch]) {
+                out.extend(table.iter().filter(|e| e.valid()).map(|e| TlbEntry {
+                    user,
+                    kind,
+                    lin: e.tag << 12,
+                    phys: e.phys & !(PAGE_SIZE - 1),
+                    global: e.phys & flag::GLOBAL != 0,
+                    large: e.phys & flag::LARGE != 0,
+                }));
+            }
+        }
+        out
     }
 
     /// Switch to the other privilege's arrays.

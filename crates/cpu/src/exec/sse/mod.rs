@@ -1,0 +1,299 @@
+//! MMX, SSE and SSE2 (SDM Vol.1 chapters 9-11; Vol.2 instruction pages): one module per
+//! concern, sharing the operand access and availability checks defined here.
+//!
+//! Lane operations are written once over a `u128`: an MMX instruction computes the same
+//! lanes as its XMM form and keeps the low 64 bits (operations that move data across
+//! lanes take the operand width in bytes).
+
+use iced_x86::{Instruction, Mnemonic, OpKind, Register};
+use trapeze_mmu::Bus;
+
+use crate::cpu::Cpu;
+use crate::decode_cache::Entry;
+use crate::exec::Table;
+use crate::fault::{vector, Fault};
+
+/// `ops!(t; Mnemonic => |a, b, n, imm| expr; ...)`: registers, for each mnemonic, the
+/// [`packed`] handler over an operation `dst = expr` where `a` is the destination's old
+/// value, `b` the source (or the imm8 of a shift-by-immediate form), `n` the width in
+/// bytes (8 for MMX registers, 16 for XMM) and `imm` the imm8.
+macro_rules! ops {
+    ($t:ident; $($m:ident => |$a:ident, $b:ident, $n:ident, $imm:ident| $body:expr;)*) => {$(
+        #[allow(non_camel_case_types)]
+        struct $m;
+        impl $crate::exec::sse::VecOp for $m {
+            #[allow(unused_variables)]
+            #[inline(always)]
+            fn apply($a: u128, $b: u128, $n: usize, $imm: u8) -> u128 {
+                $body
+            }
+        }
+        $t.on(iced_x86::Mnemonic::$m, |_| Some($crate::exec::sse::packed::<$m>));
+    )*};
+}
+
+pub mod cache;
+pub mod convert;
+pub mod float;
+pub mod int;
+pub mod moves;
+pub mod mxcsr;
+pub mod shuffle;
+
+pub(crate) fn register(t: &mut Table) {
+    cache::register(t);
+    convert::register(t);
+    float::register(t);
+    int::register(t);
+    moves::register(t);
+    mxcsr::register(t);
+    shuffle::register(t);
+}
+
+/// Where an operand of a SIMD instruction lives.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Loc {
+    Xmm(usize),
+    Mm(usize),
+    Gpr(Register),
+    /// A memory operand of this many bytes.
+    Mem(usize),
+    Imm,
+}
+
+pub(crate) fn loc(i: &Instruction, n: u32) -> Loc {
+    match i.op_kind(n) {
+        OpKind::Register => {
+            let r = i.op_register(n);
+            if r.is_xmm() {
+                Loc::Xmm(r.number())
+            } else if r.is_mm() {
+                Loc::Mm(r.number())
+            } else {
+                Loc::Gpr(r)
+            }
+        }
+        OpKind::Memory => Loc::Mem(i.memory_size().size()),
+        _ => Loc::Imm,
+    }
+}
+
+/// The legacy-SSE forms whose 128-bit memory operand need not be 16-byte aligned
+/// (SDM Vol.1 11.6.7); every other one raises #GP(0) when misaligned.
+fn unaligned_ok(m: Mnemonic) -> bool {
+    matches!(
+        m,
+        Mnemonic::Movups | Mnemonic::Movupd | Mnemonic::Movdqu | Mnemonic::Maskmovdqu
+    )
+}
+
+/// x87 status word: an unmasked exception is pending (SDM Vol.1 8.1.3.1).
+const FSW_ES: u16 = 1 << 7;
+
+/// Lowest `bits` bits set.
+pub(crate) fn low_mask(bits: u32) -> u128 {
+    if bits >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << bits) - 1
+    }
+}
+
+impl Cpu {
+    /// The checks every SIMD instruction makes before touching state: an XMM operand
+    /// needs SSE enabled (#UD/#NM, SDM Vol.3 Table 13-1), an MMX register operand needs
+    /// MMX (#UD on CR0.EM, #NM on CR0.TS) and raises #MF while an x87 exception is
+    /// pending (SDM Vol.1 9.5.1; CR0.NE decides the delivery, which is the x87's).
+    pub(crate) fn simd_begin(&self, e: &Entry) -> Result<(), Fault> {
+        let i = &e.insn;
+        let (mut xmm, mut mm) = (false, false);
+        for n in 0..i.op_count() {
+            match loc(i, n) {
+                Loc::Xmm(_) => xmm = true,
+                Loc::Mm(_) => mm = true,
+                _ => {}
+            }
+        }
+        if xmm || !mm {
+            self.sse_available()?;
+        } else {
+            self.mmx_available()?;
+        }
+        if mm {
+            self.x87_pending()?;
+        }
+        Ok(())
+    }
+
+    /// #MF before an MMX instruction while an unmasked x87 exception is pending.
+    pub(crate) fn x87_pending(&self) -> Result<(), Fault> {
+        if self.x87.sw & FSW_ES != 0 {
+            return Err(Fault::new(vector::MF));
+        }
+        Ok(())
+    }
+
+    /// Completes an instruction with an MMX register operand: the x87 enters MMX state
+    /// (TOP = 0, all tags valid; SDM Vol.1 9.5.1).
+    pub(crate) fn simd_end(&mut self, e: &Entry) {
+        let i = &e.insn;
+        if (0..i.op_count()).any(|n| matches!(loc(i, n), Loc::Mm(_))) {
+            self.enter_mmx();
+        }
+    }
+
+    /// Linear address of the memory operand (`bytes` wide), with the 16-byte alignment
+    /// check of legacy SSE.
+    pub(crate) fn simd_linear(&self, e: &Entry, bytes: usize) -> Result<u64, Fault> {
+        let lin = self.linear(e.mem.seg as usize, self.ea(&e.mem), bytes)?;
+        if bytes == 16 && lin % 16 != 0 && !unaligned_ok(e.insn.mnemonic()) {
+            return Err(Fault::gp(0));
+        }
+        Ok(lin)
+    }
+
+    /// Read `bytes` (1, 2, 4, 8 or 16) of the memory operand, zero-extended.
+    pub(crate) fn simd_load(
+        &mut self,
+        bus: &mut dyn Bus,
+        e: &Entry,
+        bytes: usize,
+    ) -> Result<u128, Fault> {
+        let lin = self.simd_linear(e, bytes)?;
+        let m = &mut self.mmu;
+        Ok(match bytes {
+            1 => m.read::<u8>(bus, lin)? as u128,
+            2 => m.read::<u16>(bus, lin)? as u128,
+            4 => m.read::<u32>(bus, lin)? as u128,
+            8 => m.read::<u64>(bus, lin)? as u128,
+            _ => {
+                let lo = m.read::<u64>(bus, lin)?;
+                let hi = m.read::<u64>(bus, lin.wrapping_add(8))?;
+                (hi as u128) << 64 | lo as u128
+            }
+        })
+    }
+
+    /// Write the low `bytes` of `v` to the memory operand; nothing is written unless
+    /// all of it can be.
+    pub(crate) fn simd_store(
+        &mut self,
+        bus: &mut dyn Bus,
+        e: &Entry,
+        bytes: usize,
+        v: u128,
+    ) -> Result<(), Fault> {
+        let lin = self.simd_linear(e, bytes)?;
+        let m = &mut self.mmu;
+        match bytes {
+            2 => m.write::<u16>(bus, lin, v as u16)?,
+            4 => m.write::<u32>(bus, lin, v as u32)?,
+            8 => m.write::<u64>(bus, lin, v as u64)?,
+            _ => {
+                m.probe_write(lin, 16)?;
+                m.write::<u64>(bus, lin, v as u64)?;
+                m.write::<u64>(bus, lin.wrapping_add(8), (v >> 64) as u64)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Operand `n`, zero-extended to 128 bits (an immediate: its imm8).
+    pub(crate) fn vread(&mut self, bus: &mut dyn Bus, e: &Entry, n: u32) -> Result<u128, Fault> {
+        Ok(match loc(&e.insn, n) {
+            Loc::Xmm(r) => self.sse.xmm[r],
+            Loc::Mm(r) => self.mmx(r) as u128,
+            Loc::Gpr(r) if r.size() == 8 => self.reg::<u64>(r) as u128,
+            Loc::Gpr(r) => self.reg::<u32>(r) as u128,
+            Loc::Mem(bytes) => self.simd_load(bus, e, bytes)?,
+            Loc::Imm => e.insn.immediate8() as u128,
+        })
+    }
+
+    /// Write operand `n`: a whole XMM register, an MMX register (low 64 bits), a GPR
+    /// (32-bit writes zero-extend) or the memory operand at its size.
+    pub(crate) fn vwrite(
+        &mut self,
+        bus: &mut dyn Bus,
+        e: &Entry,
+        n: u32,
+        v: u128,
+    ) -> Result<(), Fault> {
+        match loc(&e.insn, n) {
+            Loc::Xmm(r) => self.sse.xmm[r] = v,
+            Loc::Mm(r) => self.set_mmx(r, v as u64),
+            Loc::Gpr(r) if r.size() == 8 => self.set_reg::<u64>(r, v as u64),
+            Loc::Gpr(r) => self.set_reg::<u32>(r, v as u32),
+            Loc::Mem(bytes) => self.simd_store(bus, e, bytes, v)?,
+            Loc::Imm => unreachable!("SIMD destination is never an immediate"),
+        }
+        Ok(())
+    }
+}
+
+/// A vector lane type: the integers of SDM Vol.1 4.6 (and the bits of a float).
+pub(crate) trait Lane: Copy {
+    const BITS: u32;
+    fn get(v: u128, i: usize) -> Self;
+    fn bits(self) -> u128;
+    /// `v` with lane `i` replaced.
+    #[inline(always)]
+    fn put(self, v: u128, i: usize) -> u128 {
+        let sh = i as u32 * Self::BITS;
+        v & !(low_mask(Self::BITS) << sh) | (self.bits() & low_mask(Self::BITS)) << sh
+    }
+}
+
+macro_rules! lane {
+    ($($t:ty: $u:ty),*) => {$(
+        impl Lane for $t {
+            const BITS: u32 = <$t>::BITS;
+            #[inline(always)]
+            fn get(v: u128, i: usize) -> Self {
+                (v >> (i as u32 * Self::BITS)) as $t
+            }
+            #[inline(always)]
+            fn bits(self) -> u128 {
+                self as $u as u128
+            }
+        }
+    )*};
+}
+lane!(u8: u8, i8: u8, u16: u16, i16: u16, u32: u32, i32: u32, u64: u64, i64: u64);
+
+/// Lanes of `T` in 128 bits.
+pub(crate) const fn lanes<T: Lane>() -> usize {
+    (128 / T::BITS) as usize
+}
+
+/// `f` applied lane by lane.
+#[inline(always)]
+pub(crate) fn map2<T: Lane>(a: u128, b: u128, f: impl Fn(T, T) -> T) -> u128 {
+    (0..lanes::<T>()).fold(0, |r, i| f(T::get(a, i), T::get(b, i)).put(r, i))
+}
+
+/// A vector operation without floating-point exceptions (see `ops!`).
+pub(crate) trait VecOp {
+    fn apply(a: u128, b: u128, n: usize, imm: u8) -> u128;
+}
+
+/// 8 when the instruction works on MMX registers, else 16.
+pub(crate) fn flavor(i: &Instruction) -> usize {
+    if (0..i.op_count()).any(|n| matches!(loc(i, n), Loc::Mm(_))) {
+        8
+    } else {
+        16
+    }
+}
+
+/// `dst = O(dst, src)`: the destination is operand 0, the source operand 1 (or the imm8
+/// of a shift-by-immediate form).
+pub(crate) fn packed<O: VecOp>(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
+    cpu.simd_begin(e)?;
+    let a = cpu.vread(bus, e, 0)?;
+    let b = cpu.vread(bus, e, 1)?;
+    let r = O::apply(a, b, flavor(&e.insn), e.insn.immediate8());
+    cpu.vwrite(bus, e, 0, r)?;
+    cpu.simd_end(e);
+    Ok(())
+}

@@ -43,6 +43,8 @@ mod check;
 mod emu;
 #[path = "diff/gen.rs"]
 mod gen;
+#[path = "diff/sse.rs"]
+mod sse;
 
 use check::{run_group, DEFAULT_CASES};
 use gen::{

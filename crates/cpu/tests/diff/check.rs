@@ -11,7 +11,8 @@ use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use crate::emu::{Emu, EmuResult};
 use crate::gen::{Case, Gen, INPUT_FLAGS};
 use crate::native::{
-    fx, run_native, Outcome, Signal, State, CODE_ADDR, DATA_ADDR, DATA_SIZE, FX_SIZE,
+    fx, fx_mxcsr, fx_xmm, run_native, Outcome, Signal, State, CODE_ADDR, DATA_ADDR, DATA_SIZE,
+    FX_SIZE,
 };
 
 /// Cases per group unless `TRAPEZE_DIFF_CASES` says otherwise.
@@ -310,9 +311,35 @@ fn describe_input(code: &[u8], st: &State) -> String {
     let f = st.rflags & INPUT_FLAGS;
     let _ = writeln!(s, "    rflags={f:#x} [{}]", flag_names(f));
     for insn in decode(code) {
+        describe_vectors(&mut s, &insn, st);
         describe_memory(&mut s, &insn, st);
     }
     s
+}
+
+/// The input XMM/MMX registers an instruction names, and MXCSR if it has any.
+fn describe_vectors(s: &mut String, insn: &Instruction, st: &State) {
+    let mut any = false;
+    for op in 0..insn.op_count() {
+        if insn.op_kind(op) != OpKind::Register {
+            continue;
+        }
+        let r = insn.op_register(op);
+        if r.is_xmm() {
+            let _ = writeln!(s, "    {r:?}={:#034x}", fx_xmm(&st.fx, r.number()));
+            any = true;
+        } else if r.is_mm() {
+            // MMi is physical register i: ST(i - TOP) in the image.
+            let top = (st.fx[fx::FSW + 1] >> 3 & 7) as usize;
+            let o = fx::ST0 + 16 * ((r.number() + 8 - top) & 7);
+            let v = u64::from_le_bytes(st.fx[o..o + 8].try_into().unwrap());
+            let _ = writeln!(s, "    {r:?}={v:#018x}");
+            any = true;
+        }
+    }
+    if any {
+        let _ = writeln!(s, "    mxcsr={:#06x}", fx_mxcsr(&st.fx));
+    }
 }
 
 /// The input bytes at each memory operand of `insn`.

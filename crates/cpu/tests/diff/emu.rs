@@ -93,7 +93,10 @@ fn full_tag(r: &F80) -> u16 {
 fn load_fx(cpu: &mut Cpu, img: &[u8; FX_SIZE]) {
     let u16_at = |o: usize| u16::from_le_bytes([img[o], img[o + 1]]);
     cpu.x87.cw = u16_at(fx::FCW);
-    cpu.x87.sw = u16_at(fx::FSW);
+    // The host derives ES and B from the exception flags and masks: an exception is
+    // pending only if it is unmasked.
+    let unmasked = u16_at(fx::FSW) & !u16_at(fx::FCW) & 0x3F != 0;
+    cpu.x87.sw = u16_at(fx::FSW) & 0x7F7F | if unmasked { 0x8080 } else { 0 };
     let top = (cpu.x87.sw >> 11) as usize & 7;
     for st in 0..8 {
         let o = fx::ST0 + 16 * st;

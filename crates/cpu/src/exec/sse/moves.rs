@@ -50,11 +50,17 @@ fn size(l: Loc) -> usize {
     }
 }
 
-/// `dst = src`, as wide as the narrower of the two and zero-extended into a register
-/// destination (MOVD xmm, r32 clears bits 127:32; MOVQ xmm, xmm clears 127:64).
+/// `dst = src`, as wide as the narrower of the two (MOVQ: 64 bits) and zero-extended
+/// into a register destination (MOVD xmm, r32 clears bits 127:32; MOVQ xmm, xmm clears
+/// 127:64).
 fn copy(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
     cpu.simd_begin(e)?;
-    let bytes = size(loc(&e.insn, 0)).min(size(loc(&e.insn, 1)));
+    let movq = if e.insn.mnemonic() == Mnemonic::Movq {
+        8
+    } else {
+        16
+    };
+    let bytes = size(loc(&e.insn, 0)).min(size(loc(&e.insn, 1))).min(movq);
     let v = cpu.vread(bus, e, 1)? & low_mask(bytes as u32 * 8);
     cpu.vwrite(bus, e, 0, v)?;
     cpu.simd_end(e);
@@ -130,10 +136,13 @@ fn maskmov(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
     Ok(())
 }
 
-/// EMMS: every x87 register tagged empty (SDM Vol.1 9.5.3).
+/// EMMS: every x87 register tagged empty (SDM Vol.1 9.5.3). Like the other MMX
+/// instructions it also sets TOP to 0 (what the hardware does; the SDM only mentions
+/// the tags).
 fn emms(cpu: &mut Cpu, _: &mut dyn Bus, _: &Entry) -> Result<(), Fault> {
     cpu.mmx_available()?;
     cpu.x87_pending()?;
+    cpu.enter_mmx();
     cpu.x87.tag = 0xFFFF;
     Ok(())
 }

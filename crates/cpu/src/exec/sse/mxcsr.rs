@@ -296,8 +296,9 @@ impl Fp {
     }
 
     /// An arithmetic operation on 1 or 2 operands (`b` ignored by unary ones): DAZ,
-    /// DE (not when an operand is a NaN: the invalid/QNaN cases take priority, SDM
-    /// Vol.1 4.9.2), the SoftFloat computation, then underflow and FZ.
+    /// the SoftFloat computation, DE (not for a NaN operand, an invalid operation such as
+    /// the square root of a negative denormal, or a division by zero: those take
+    /// priority, SDM Vol.1 4.9.2), then underflow and FZ.
     pub fn arith<F: Float>(&mut self, a: u64, b: u64, f: impl FnOnce(u64, u64) -> u64) -> u64 {
         self.arith_to::<F, F>(a, b, f)
     }
@@ -312,13 +313,13 @@ impl Fp {
         let mut denormal = false;
         let a = self.operand::<F>(a, &mut denormal);
         let b = self.operand::<F>(b, &mut denormal);
-        if denormal && !F::is_nan(a) && !F::is_nan(b) {
-            self.flags |= bits::DE;
-        }
         let before = self.flags;
         self.flags = 0;
         let r = self.soft(|| f(a, b));
         let lane = self.flags;
+        if denormal && lane & (bits::IE | bits::ZE) == 0 && !F::is_nan(a) && !F::is_nan(b) {
+            self.flags |= bits::DE;
+        }
         self.flags |= before;
         self.result::<G>(r, lane)
     }

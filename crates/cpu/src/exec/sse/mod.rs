@@ -297,3 +297,151 @@ pub(crate) fn packed<O: VecOp>(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> R
     cpu.simd_end(e);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::mxcsr::bits;
+    use crate::fault::vector;
+    use crate::state::{cr0, cr4};
+    use crate::testutil::{exec, long_mode, raised};
+    use crate::Cpu;
+
+    const ADDPS: &[u8] = &[0x0F, 0x58, 0xC1]; // addps xmm0, xmm1
+    const PADDB_MM: &[u8] = &[0x0F, 0xFC, 0xC1]; // paddb mm0, mm1
+    const EMMS: &[u8] = &[0x0F, 0x77];
+    const MOVAPS_LOAD: &[u8] = &[0x0F, 0x28, 0x00]; // movaps xmm0, [rax]
+    const MOVUPS_LOAD: &[u8] = &[0x0F, 0x10, 0x00]; // movups xmm0, [rax]
+    const DIVPS: &[u8] = &[0x0F, 0x5E, 0xC1]; // divps xmm0, xmm1
+
+    /// 64-bit mode with SSE enabled the way an OS does it (CR4.OSFXSR, OSXMMEXCPT).
+    fn cpu() -> Cpu {
+        let mut cpu = long_mode(&[]);
+        cpu.cr0 = cpu.cr0 & !(cr0::EM | cr0::TS) | cr0::MP | cr0::NE;
+        cpu.cr4 |= cr4::OSFXSR | cr4::OSXMMEXCPT;
+        cpu
+    }
+
+    #[test]
+    fn sse_needs_osfxsr_and_no_em_then_ts_gives_nm() {
+        let mut c = cpu();
+        c.cr4 &= !cr4::OSFXSR;
+        assert!(raised(exec(&mut c, ADDPS), vector::UD));
+        // #UD (OSFXSR clear) comes before #NM (TS set): SDM Vol.3 Table 13-1.
+        c.cr0 |= cr0::TS;
+        assert!(raised(exec(&mut c, ADDPS), vector::UD));
+        let mut c = cpu();
+        c.cr0 |= cr0::EM | cr0::TS;
+        assert!(raised(exec(&mut c, ADDPS), vector::UD));
+        let mut c = cpu();
+        c.cr0 |= cr0::TS;
+        assert!(raised(exec(&mut c, ADDPS), vector::NM));
+        let mut c = cpu();
+        assert_eq!(exec(&mut c, ADDPS), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn mmx_ignores_osfxsr_but_not_em_ts_or_a_pending_x87_exception() {
+        let mut c = cpu();
+        c.cr4 &= !cr4::OSFXSR;
+        c.x87.sw = 7 << 11;
+        c.x87.tag = 0xFFFF;
+        assert_eq!(exec(&mut c, PADDB_MM), Vec::<u8>::new());
+        // Any MMX instruction leaves TOP = 0 and every register tagged valid.
+        assert_eq!((c.x87.sw >> 11 & 7, c.x87.tag), (0, 0));
+        assert_eq!(exec(&mut c, EMMS), Vec::<u8>::new());
+        assert_eq!(c.x87.tag, 0xFFFF);
+        c.cr0 |= cr0::EM | cr0::TS;
+        assert!(raised(exec(&mut c, PADDB_MM), vector::UD));
+        assert!(raised(exec(&mut c, EMMS), vector::UD));
+        c.cr0 &= !cr0::EM;
+        assert!(raised(exec(&mut c, PADDB_MM), vector::NM));
+        assert!(raised(exec(&mut c, EMMS), vector::NM));
+        c.cr0 &= !cr0::TS;
+        c.x87.sw |= 0x80; // ES: an unmasked x87 exception is pending
+        assert!(raised(exec(&mut c, PADDB_MM), vector::MF));
+        assert!(raised(exec(&mut c, EMMS), vector::MF));
+        // SSE instructions do not look at the x87.
+        c.cr4 |= cr4::OSFXSR;
+        assert_eq!(exec(&mut c, ADDPS), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn misaligned_16_byte_operand_is_gp_but_not_for_movups_and_after_nm() {
+        let mut c = cpu();
+        c.write_phys(0x2000, &[0x11; 32]).unwrap();
+        c.gpr[0] = 0x2008;
+        assert!(raised(exec(&mut c, MOVAPS_LOAD), vector::GP));
+        assert_eq!(c.sse.xmm[0], 0);
+        assert_eq!(exec(&mut c, MOVUPS_LOAD), Vec::<u8>::new());
+        assert_eq!(c.sse.xmm[0], u128::from_le_bytes([0x11; 16]));
+        c.gpr[0] = 0x2000;
+        c.sse.xmm[0] = 0;
+        assert_eq!(exec(&mut c, MOVAPS_LOAD), Vec::<u8>::new());
+        assert_eq!(c.sse.xmm[0], u128::from_le_bytes([0x11; 16]));
+        c.gpr[0] = 0x2008;
+        c.cr0 |= cr0::TS;
+        assert!(raised(exec(&mut c, MOVAPS_LOAD), vector::NM));
+    }
+
+    #[test]
+    fn unmasked_exception_is_xm_or_ud_and_leaves_the_destination() {
+        let one = 0x3F80_0000_3F80_0000_3F80_0000_3F80_0000u128;
+        let setup = |osxmmexcpt: bool| {
+            let mut c = cpu();
+            if !osxmmexcpt {
+                c.cr4 &= !cr4::OSXMMEXCPT;
+            }
+            c.sse.xmm[0] = one;
+            c.sse.xmm[1] = 0; // divide by zero
+            c.sse.mxcsr = 0x1F80 & !(bits::ZE << bits::MASK_SHIFT);
+            c
+        };
+        let mut c = setup(true);
+        assert!(raised(exec(&mut c, DIVPS), vector::XM));
+        assert_eq!(c.sse.xmm[0], one);
+        assert_eq!(c.sse.mxcsr & 0x3F, bits::ZE);
+        let mut c = setup(false);
+        assert!(raised(exec(&mut c, DIVPS), vector::UD));
+        assert_eq!(c.sse.xmm[0], one);
+        // Masked: +inf in every lane, ZE sticky.
+        let mut c = setup(true);
+        c.sse.mxcsr = 0x1F80;
+        assert_eq!(exec(&mut c, DIVPS), Vec::<u8>::new());
+        assert_eq!(c.sse.xmm[0], 0x7F80_0000_7F80_0000_7F80_0000_7F80_0000);
+        assert_eq!(c.sse.mxcsr, 0x1F80 | bits::ZE);
+    }
+
+    #[test]
+    fn movsd_and_cmpsd_are_both_string_and_sse2_instructions() {
+        let mut c = cpu();
+        c.sse.xmm[1] = 0x1234_5678_9ABC_DEF0;
+        c.sse.xmm[0] = 0xFFFF << 64;
+        assert_eq!(exec(&mut c, &[0xF2, 0x0F, 0x10, 0xC1]), Vec::<u8>::new());
+        assert_eq!(c.sse.xmm[0], 0xFFFF << 64 | 0x1234_5678_9ABC_DEF0);
+        c.gpr[6] = 0x2000; // rsi
+        c.gpr[7] = 0x3000; // rdi
+        c.write_phys(0x2000, &[1, 2, 3, 4]).unwrap();
+        assert_eq!(exec(&mut c, &[0xA5]), Vec::<u8>::new());
+        assert_eq!(crate::testutil::read32(&c, 0x3000), 0x0403_0201);
+    }
+
+    #[test]
+    fn simd_instructions_are_innocuous() {
+        use iced_x86::Code;
+        for code in [
+            Code::Addps_xmm_xmmm128,
+            Code::Ldmxcsr_m32,
+            Code::Stmxcsr_m32,
+            Code::Emms,
+            Code::Movd_mm_rm32,
+            Code::Maskmovdqu_rDI_xmm_xmm,
+            Code::Clflush_m8,
+        ] {
+            let c = crate::classify::classify(code);
+            assert!(
+                !c.privileged && !c.iopl_sensitive && !c.sensitive(),
+                "{code:?}"
+            );
+        }
+    }
+}

@@ -225,7 +225,8 @@ impl Cpu {
             Loc::Gpr(r) if r.size() == 8 => self.set_reg::<u64>(r, v as u64),
             Loc::Gpr(r) => self.set_reg::<u32>(r, v as u32),
             Loc::Mem(bytes) => self.simd_store(bus, e, bytes, v)?,
-            Loc::Imm => unreachable!("SIMD destination is never an immediate"),
+            // No registered form has one; a decoding surprise is the guest's #UD.
+            Loc::Imm => return Err(Fault::ud()),
         }
         Ok(())
     }

@@ -78,7 +78,8 @@ pub(crate) trait Float: 'static {
     /// integer indefinite (the most negative value) for NaN and out of range.
     fn to_i32(a: u64, rm: Option<u8>) -> i32;
     fn to_i64(a: u64, rm: Option<u8>) -> i64;
-    /// Native value for comparisons (never on NaNs... they compare unordered anyway).
+    /// IEEE less-than and equality on the host's floats (false for NaNs; denormals
+    /// compare by value, DAZ is applied before).
     fn lt(a: u64, b: u64) -> bool;
     fn eq(a: u64, b: u64) -> bool;
 

@@ -27,7 +27,7 @@ fn size(l: Loc) -> usize {
 }
 
 fn convert<O: ConvOp>(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
-    cpu.simd_begin(e)?;
+    let mm = cpu.simd_begin(e)?;
     let a = cpu.vread(bus, e, 0)?;
     let b = cpu.vread(bus, e, 1)?;
     let mut fp = Fp::new(cpu.sse.mxcsr);
@@ -35,7 +35,7 @@ fn convert<O: ConvOp>(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result<(),
     let r = O::apply(&mut fp, a, b, dst, src);
     cpu.simd_fp_commit(&fp)?;
     cpu.vwrite(bus, e, 0, r)?;
-    cpu.simd_end(e);
+    cpu.simd_end(mm);
     Ok(())
 }
 

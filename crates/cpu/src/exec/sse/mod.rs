@@ -104,7 +104,8 @@ impl Cpu {
     /// needs SSE enabled (#UD/#NM, SDM Vol.3 Table 13-1), an MMX register operand needs
     /// MMX (#UD on CR0.EM, #NM on CR0.TS) and raises #MF while an x87 exception is
     /// pending (SDM Vol.1 9.5.1; CR0.NE decides the delivery, which is the x87's).
-    pub(crate) fn simd_begin(&self, e: &Entry) -> Result<(), Fault> {
+    /// Returns whether an MMX register is an operand (for [`Cpu::simd_end`]).
+    pub(crate) fn simd_begin(&self, e: &Entry) -> Result<bool, Fault> {
         let i = &e.insn;
         let (mut xmm, mut mm) = (false, false);
         for n in 0..i.op_count() {
@@ -122,7 +123,7 @@ impl Cpu {
         if mm {
             self.x87_pending()?;
         }
-        Ok(())
+        Ok(mm)
     }
 
     /// #MF before an MMX instruction while an unmasked x87 exception is pending.
@@ -133,11 +134,11 @@ impl Cpu {
         Ok(())
     }
 
-    /// Completes an instruction with an MMX register operand: the x87 enters MMX state
-    /// (TOP = 0, all tags valid; SDM Vol.1 9.5.1).
-    pub(crate) fn simd_end(&mut self, e: &Entry) {
-        let i = &e.insn;
-        if (0..i.op_count()).any(|n| matches!(loc(i, n), Loc::Mm(_))) {
+    /// Completes an instruction; with an MMX register operand (`mm`, from
+    /// [`Cpu::simd_begin`]) the x87 enters MMX state (TOP = 0, all tags valid; SDM Vol.1
+    /// 9.5.1).
+    pub(crate) fn simd_end(&mut self, mm: bool) {
+        if mm {
             self.enter_mmx();
         }
     }
@@ -278,24 +279,16 @@ pub(crate) trait VecOp {
     fn apply(a: u128, b: u128, n: usize, imm: u8) -> u128;
 }
 
-/// 8 when the instruction works on MMX registers, else 16.
-pub(crate) fn flavor(i: &Instruction) -> usize {
-    if (0..i.op_count()).any(|n| matches!(loc(i, n), Loc::Mm(_))) {
-        8
-    } else {
-        16
-    }
-}
-
 /// `dst = O(dst, src)`: the destination is operand 0, the source operand 1 (or the imm8
 /// of a shift-by-immediate form).
 pub(crate) fn packed<O: VecOp>(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
-    cpu.simd_begin(e)?;
+    let mm = cpu.simd_begin(e)?;
     let a = cpu.vread(bus, e, 0)?;
     let b = cpu.vread(bus, e, 1)?;
-    let r = O::apply(a, b, flavor(&e.insn), e.insn.immediate8());
+    // The width of an MMX instruction is 8 bytes, else 16.
+    let r = O::apply(a, b, if mm { 8 } else { 16 }, e.insn.immediate8());
     cpu.vwrite(bus, e, 0, r)?;
-    cpu.simd_end(e);
+    cpu.simd_end(mm);
     Ok(())
 }
 

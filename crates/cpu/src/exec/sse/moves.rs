@@ -54,7 +54,7 @@ fn size(l: Loc) -> usize {
 /// into a register destination (MOVD xmm, r32 clears bits 127:32; MOVQ xmm, xmm clears
 /// 127:64).
 fn copy(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
-    cpu.simd_begin(e)?;
+    let mm = cpu.simd_begin(e)?;
     let movq = if e.insn.mnemonic() == Mnemonic::Movq {
         8
     } else {
@@ -63,7 +63,7 @@ fn copy(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
     let bytes = size(loc(&e.insn, 0)).min(size(loc(&e.insn, 1))).min(movq);
     let v = cpu.vread(bus, e, 1)? & low_mask(bytes as u32 * 8);
     cpu.vwrite(bus, e, 0, v)?;
-    cpu.simd_end(e);
+    cpu.simd_end(mm);
     Ok(())
 }
 
@@ -113,7 +113,7 @@ fn movnti<T: Word>(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result<(), Fa
 /// 2 has its top bit set, at DS:rDI (segment override allowed). The whole span is
 /// checked before any byte is written.
 fn maskmov(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
-    cpu.simd_begin(e)?;
+    let mm = cpu.simd_begin(e)?;
     let i = &e.insn;
     let n = size(loc(i, 1));
     let data = cpu.vread(bus, e, 1)?;
@@ -132,7 +132,7 @@ fn maskmov(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
                 .write::<u8>(bus, lin.wrapping_add(b as u64), (data >> (8 * b)) as u8)?;
         }
     }
-    cpu.simd_end(e);
+    cpu.simd_end(mm);
     Ok(())
 }
 

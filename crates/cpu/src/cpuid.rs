@@ -30,7 +30,14 @@ mod edx1 {
     pub const PAT: u32 = 1 << 16;
     /// 4-MByte pages map physical addresses above 4 GiB.
     pub const PSE36: u32 = 1 << 17;
+    pub const CLFSH: u32 = 1 << 19;
+    pub const MMX: u32 = 1 << 23;
+    pub const SSE: u32 = 1 << 25;
+    pub const SSE2: u32 = 1 << 26;
 }
+
+/// Leaf 1 EBX bits 15:8: CLFLUSH line size in 8-byte units (64 bytes).
+const EBX1: u32 = 8 << 8;
 
 /// Leaf 1 ECX feature bits.
 mod ecx1 {
@@ -62,7 +69,11 @@ const EDX1: u32 = edx1::PSE
     | edx1::PGE
     | edx1::CMOV
     | edx1::PAT
-    | edx1::PSE36;
+    | edx1::PSE36
+    | edx1::CLFSH
+    | edx1::MMX
+    | edx1::SSE
+    | edx1::SSE2;
 
 const EDX_EXT1: u32 = edx_ext1::SYSCALL
     | edx_ext1::NX
@@ -91,7 +102,7 @@ const LEAVES: &[(u32, [u32; 4])] = &[
     ),
     (
         0x0000_0001,
-        [SIGNATURE, 0, ecx1::CX16 | ecx1::TSC_DEADLINE, EDX1],
+        [SIGNATURE, EBX1, ecx1::CX16 | ecx1::TSC_DEADLINE, EDX1],
     ),
     // Time-stamp counter and core crystal clock (SDM Vol.2A CPUID leaf 15h): TSC =
     // ECX * EBX / EAX. The crystal is the local APIC timer's 1 GHz clock.

@@ -1,8 +1,8 @@
-//! Differential tests: the emulator's 64-bit user-mode integer instructions against the host
-//! CPU (an Intel Xeon), through the oracle in `tests/native`.
+//! Differential tests: the emulator's 64-bit user-mode integer and MMX/SSE/SSE2 instructions
+//! against the host CPU (an Intel Xeon), through the oracle in `tests/native`.
 //!
 //! Run: `cargo test --release -p trapeze-cpu --test diff` (use your own `CARGO_TARGET_DIR`).
-//! About 10 s on two cores.
+//! About 25 s on two cores. The SIMD groups are in `diff/sse.rs`.
 //!
 //! Each `#[test]` is one instruction group: ALU, INC/DEC/NEG/NOT, shifts and rotates,
 //! MUL/IMUL/DIV/IDIV, bit instructions, data movement, string instructions, stack instructions,
@@ -43,6 +43,8 @@ mod check;
 mod emu;
 #[path = "diff/gen.rs"]
 mod gen;
+#[path = "diff/sse.rs"]
+mod sse;
 
 use check::{run_group, DEFAULT_CASES};
 use gen::{

@@ -25,6 +25,7 @@ pub mod fastcall;
 pub mod io;
 pub mod muldiv;
 pub mod shift;
+pub mod sse;
 pub mod stack;
 pub mod string;
 pub mod system;
@@ -33,13 +34,19 @@ pub type Handler = fn(&mut Cpu, &mut dyn Bus, &Entry) -> Result<(), Fault>;
 pub type Select = fn(&Instruction) -> Option<Handler>;
 
 /// Handler registrations, by mnemonic.
-pub struct Table(Vec<Option<Select>>);
+pub struct Table(Vec<Vec<Select>>);
 
 impl Table {
     pub fn on(&mut self, m: Mnemonic, s: Select) {
         let slot = &mut self.0[m as usize];
-        assert!(slot.is_none(), "{m:?} registered twice");
-        *slot = Some(s);
+        assert!(slot.is_empty(), "{m:?} registered twice");
+        slot.push(s);
+    }
+    /// A mnemonic that names two instruction families (MOVSD and CMPSD: string and
+    /// SSE2): each family's `Select` accepts only its own forms; the first that
+    /// accepts an instruction wins.
+    pub fn share(&mut self, m: Mnemonic, s: Select) {
+        self.0[m as usize].push(s);
     }
     pub fn on_all(&mut self, ms: &[Mnemonic], s: Select) {
         for &m in ms {
@@ -51,7 +58,7 @@ impl Table {
 fn table() -> &'static Table {
     static TABLE: OnceLock<Table> = OnceLock::new();
     TABLE.get_or_init(|| {
-        let mut t = Table(vec![None; Mnemonic::values().count()]);
+        let mut t = Table(vec![Vec::new(); Mnemonic::values().count()]);
         arith::register(&mut t);
         bcd::register(&mut t);
         bit::register(&mut t);
@@ -65,6 +72,8 @@ fn table() -> &'static Table {
         stack::register(&mut t);
         string::register(&mut t);
         system::register(&mut t);
+        // After `string`: MOVSD and CMPSD are shared with it.
+        sse::register(&mut t);
         // UD0/UD1/UD2 exist to raise #UD; they are implemented, not missing.
         t.on_all(&[Mnemonic::Ud0, Mnemonic::Ud1, Mnemonic::Ud2], |_| {
             Some(invalid)
@@ -80,7 +89,8 @@ pub fn select(i: &Instruction) -> Handler {
         return invalid;
     }
     table().0[i.mnemonic() as usize]
-        .and_then(|s| s(i))
+        .iter()
+        .find_map(|s| s(i))
         .unwrap_or(unimplemented)
 }
 
@@ -88,8 +98,8 @@ pub fn select(i: &Instruction) -> Handler {
 pub fn implemented(i: &Instruction) -> bool {
     !i.is_invalid()
         && table().0[i.mnemonic() as usize]
-            .and_then(|s| s(i))
-            .is_some()
+            .iter()
+            .any(|s| s(i).is_some())
 }
 
 /// A privileged instruction at CPL > 0 (or, in strict mode, a sensitive one): #GP(0)

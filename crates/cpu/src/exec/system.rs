@@ -30,17 +30,6 @@ pub(crate) fn register(t: &mut Table) {
     t.on(Mnemonic::Sti, |_| Some(sti));
     t.on(Mnemonic::Hlt, |_| Some(hlt));
     t.on_all(&[Mnemonic::Nop, Mnemonic::Pause], |_| Some(nop));
-    // PREFETCHh (0F 18 /1-/3, /0): hints in the 0F 18 hint-NOP space; they never fault
-    // and change no architectural state (SDM Vol.2B PREFETCHh).
-    t.on_all(
-        &[
-            Mnemonic::Prefetcht0,
-            Mnemonic::Prefetcht1,
-            Mnemonic::Prefetcht2,
-            Mnemonic::Prefetchnta,
-        ],
-        |_| Some(nop),
-    );
     t.on_all(&[Mnemonic::Wbinvd, Mnemonic::Invd], |_| Some(nop));
     t.on(Mnemonic::Wait, |_| Some(wait));
     t.on(Mnemonic::Cpuid, |_| Some(cpuid));
@@ -113,7 +102,7 @@ fn hlt(cpu: &mut Cpu, _: &mut dyn Bus, _: &Entry) -> Result<(), Fault> {
     Ok(())
 }
 
-fn nop(_: &mut Cpu, _: &mut dyn Bus, _: &Entry) -> Result<(), Fault> {
+pub(crate) fn nop(_: &mut Cpu, _: &mut dyn Bus, _: &Entry) -> Result<(), Fault> {
     Ok(())
 }
 

@@ -10,7 +10,10 @@ use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 use crate::emu::{Emu, EmuResult};
 use crate::gen::{Case, Gen, INPUT_FLAGS};
-use crate::native::{run_native, Outcome, Signal, State, CODE_ADDR, DATA_ADDR, DATA_SIZE};
+use crate::native::{
+    fx, fx_mxcsr, fx_xmm, run_native, Outcome, Signal, State, CODE_ADDR, DATA_ADDR, DATA_SIZE,
+    FX_SIZE,
+};
 
 /// Cases per group unless `TRAPEZE_DIFF_CASES` says otherwise.
 pub const DEFAULT_CASES: usize = 10_000;
@@ -199,6 +202,11 @@ fn compare(host: &Outcome, emu: &EmuResult) -> Vec<Diff> {
                     ),
                 ));
             }
+            out.extend(
+                fx_differences(&h.fx, &e.fx)
+                    .into_iter()
+                    .map(|(k, t)| d(&k, t)),
+            );
             let hm = [&h.data[..], &h.stack[..]].concat();
             let em = [&e.data[..], &e.stack[..]].concat();
             if hm != em {
@@ -215,6 +223,38 @@ fn compare(host: &Outcome, emu: &EmuResult) -> Vec<Diff> {
             ),
         )],
     }
+}
+
+/// The architectural fields of two FXSAVE images that differ, as (key, text): FCW, FSW, the
+/// abridged FTW, MXCSR, ST0..ST7 (80 bits each) and XMM0..XMM15. FIP/FDP/FOP and MXCSR_MASK
+/// describe the harness and the host, not the instruction.
+fn fx_differences(h: &[u8; FX_SIZE], e: &[u8; FX_SIZE]) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, usize, usize)> = vec![
+        ("fcw".into(), fx::FCW, 2),
+        ("fsw".into(), fx::FSW, 2),
+        ("ftw".into(), fx::FTW, 1),
+        ("mxcsr".into(), fx::MXCSR, 4),
+    ];
+    fields.extend((0..8).map(|i| (format!("st{i}"), fx::ST0 + 16 * i, 10)));
+    fields.extend((0..16).map(|i| (format!("xmm{i}"), fx::XMM0 + 16 * i, 16)));
+    fields
+        .into_iter()
+        .filter(|&(_, o, n)| h[o..o + n] != e[o..o + n])
+        .map(|(name, o, n)| {
+            let hex = |b: &[u8]| {
+                b.iter()
+                    .rev()
+                    .map(|x| format!("{x:02x}"))
+                    .collect::<String>()
+            };
+            let text = format!(
+                "{name}: expected {} actual {}",
+                hex(&h[o..o + n]),
+                hex(&e[o..o + n])
+            );
+            (name, text)
+        })
+        .collect()
 }
 
 fn outcome_name(o: &Outcome) -> String {
@@ -271,9 +311,35 @@ fn describe_input(code: &[u8], st: &State) -> String {
     let f = st.rflags & INPUT_FLAGS;
     let _ = writeln!(s, "    rflags={f:#x} [{}]", flag_names(f));
     for insn in decode(code) {
+        describe_vectors(&mut s, &insn, st);
         describe_memory(&mut s, &insn, st);
     }
     s
+}
+
+/// The input XMM/MMX registers an instruction names, and MXCSR if it has any.
+fn describe_vectors(s: &mut String, insn: &Instruction, st: &State) {
+    let mut any = false;
+    for op in 0..insn.op_count() {
+        if insn.op_kind(op) != OpKind::Register {
+            continue;
+        }
+        let r = insn.op_register(op);
+        if r.is_xmm() {
+            let _ = writeln!(s, "    {r:?}={:#034x}", fx_xmm(&st.fx, r.number()));
+            any = true;
+        } else if r.is_mm() {
+            // MMi is physical register i: ST(i - TOP) in the image.
+            let top = (st.fx[fx::FSW + 1] >> 3 & 7) as usize;
+            let o = fx::ST0 + 16 * ((r.number() + 8 - top) & 7);
+            let v = u64::from_le_bytes(st.fx[o..o + 8].try_into().unwrap());
+            let _ = writeln!(s, "    {r:?}={v:#018x}");
+            any = true;
+        }
+    }
+    if any {
+        let _ = writeln!(s, "    mxcsr={:#06x}", fx_mxcsr(&st.fx));
+    }
 }
 
 /// The input bytes at each memory operand of `insn`.

@@ -415,6 +415,21 @@ impl<'g, 'r> Builder<'g, 'r> {
         o
     }
 
+    /// ModRM.r/m as register `n` of a non-GPR file (XMM, MMX): no GPR is involved.
+    pub fn rm_vec(&mut self, n: u8) {
+        self.rm = Some(Rm::Reg(n));
+    }
+
+    /// ModRM.r/m as a memory operand of `bytes` bytes, `align`-aligned except for
+    /// `misaligned_pct` percent of the cases; the contents stay as the pages have them.
+    pub fn mem_aligned(&mut self, bytes: usize, align: u64, misaligned_pct: u64) -> Opnd {
+        let mut t = self.target(bytes, align);
+        if self.g.pct(misaligned_pct) {
+            t = (t + self.g.range(1, align.max(2) - 1)).min(self.region.1 - bytes as u64);
+        }
+        self.mem_at(t, bytes)
+    }
+
     /// ModRM.r/m as a memory operand of `bytes` bytes somewhere in `region`, holding a
     /// biased value. 1% of them get a non-canonical address (#GP/#SS on both sides) where the
     /// addressing form can express one (not with 32-bit addressing, disp32 alone or

@@ -6,6 +6,8 @@ const SIGNATURE: u32 = 0x0000_06F1;
 
 /// Leaf 1 EDX feature bits that trapeze implements (SDM Vol.2A CPUID, Table 3-11).
 mod edx1 {
+    /// x87 FPU on chip.
+    pub const FPU: u32 = 1 << 0;
     pub const PSE: u32 = 1 << 3;
     /// RDTSC and CR4.TSD.
     pub const TSC: u32 = 1 << 4;
@@ -20,6 +22,8 @@ mod edx1 {
     pub const PAT: u32 = 1 << 16;
     /// 4-MByte pages map physical addresses above 4 GiB.
     pub const PSE36: u32 = 1 << 17;
+    /// FXSAVE/FXRSTOR and CR4.OSFXSR.
+    pub const FXSR: u32 = 1 << 24;
 }
 
 /// Leaf 1 ECX feature bits.
@@ -39,7 +43,8 @@ mod edx_ext1 {
 /// Leaf 8000_0001h ECX: LAHF/SAHF in 64-bit mode.
 const LAHF_LM: u32 = 1 << 0;
 
-const EDX1: u32 = edx1::PSE
+const EDX1: u32 = edx1::FPU
+    | edx1::PSE
     | edx1::TSC
     | edx1::MSR
     | edx1::PAE
@@ -49,7 +54,8 @@ const EDX1: u32 = edx1::PSE
     | edx1::PGE
     | edx1::CMOV
     | edx1::PAT
-    | edx1::PSE36;
+    | edx1::PSE36
+    | edx1::FXSR;
 
 const EDX_EXT1: u32 = edx_ext1::SYSCALL
     | edx_ext1::NX

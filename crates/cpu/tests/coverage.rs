@@ -2,14 +2,17 @@
 //! tables rather than a list of ours: every 1- and 2-byte opcode with a spread of
 //! prefixes and ModRM bytes is decoded in 16-, 32- and 64-bit mode, and each instruction
 //! iced assigns to a general-purpose integer CPUID feature (8086..486, CMOV, CX8,
-//! CMPXCHG16B, x86-64) must have a trapeze handler.
+//! CMPXCHG16B, x86-64) must have a trapeze handler. The same holds for the x87 of the
+//! 8087/287/387 and P6 (FCMOVcc, FCOMI: iced's FPU + CMOV) and FXSAVE/FXRSTOR, probed
+//! over every ModRM byte of D8-DF.
 
 use std::collections::BTreeSet;
 
 use iced_x86::{CpuidFeature, Decoder, DecoderOptions};
 use trapeze_cpu::exec::implemented;
 
-/// CPUID features whose instructions are general-purpose integer instructions.
+/// CPUID features whose instructions trapeze implements completely: the general-purpose
+/// integer ones, the x87 and FXSAVE/FXRSTOR.
 const INTEGER: &[CpuidFeature] = &[
     CpuidFeature::INTEL8086,
     CpuidFeature::INTEL186,
@@ -20,7 +23,56 @@ const INTEGER: &[CpuidFeature] = &[
     CpuidFeature::CX8,
     CpuidFeature::CMPXCHG16B,
     CpuidFeature::X64,
+    CpuidFeature::FPU,
+    CpuidFeature::FPU287,
+    CpuidFeature::FPU387,
+    CpuidFeature::FXSR,
 ];
+
+/// Decode `bytes` in `bits`-bit mode; None unless every CPUID feature is covered.
+fn probe(bits: u32, bytes: &[u8]) -> Option<iced_x86::Instruction> {
+    let insn = Decoder::with_ip(bits, bytes, 0x1000, DecoderOptions::NONE).decode();
+    (!insn.is_invalid() && insn.cpuid_features().iter().all(|f| INTEGER.contains(f)))
+        .then_some(insn)
+}
+
+#[test]
+fn every_x87_instruction_has_a_handler() {
+    let mut missing = BTreeSet::new();
+    let mut seen = 0usize;
+    for bits in [16u32, 32, 64] {
+        for pre in [&[][..], &[0x66]] {
+            let mut forms: Vec<Vec<u8>> = (0xD8..=0xDFu8)
+                .flat_map(|op| (0..=255u8).map(move |m| vec![op, m]))
+                .collect();
+            forms.extend([0x00u8, 0x08].map(|m| vec![0x0F, 0xAE, m]));
+            if bits == 64 {
+                forms.extend([0x00u8, 0x08].map(|m| vec![0x48, 0x0F, 0xAE, m]));
+            }
+            for form in forms {
+                let mut bytes = pre.to_vec();
+                bytes.extend_from_slice(&form);
+                bytes.extend_from_slice(&[0x11, 0x22, 0x33, 0x44, 0x55, 0x66]);
+                let Some(insn) = probe(bits, &bytes) else {
+                    continue;
+                };
+                seen += 1;
+                if !implemented(&insn) {
+                    missing.insert(format!("{:?}", insn.code()));
+                }
+            }
+        }
+    }
+    assert!(
+        seen > 3000,
+        "the probe decoded too few instructions: {seen}"
+    );
+    assert!(
+        missing.is_empty(),
+        "{} x87 instruction forms without a handler: {missing:?}",
+        missing.len()
+    );
+}
 
 #[test]
 fn every_integer_instruction_has_a_handler() {
@@ -55,13 +107,9 @@ fn every_integer_instruction_has_a_handler() {
                         bytes.extend_from_slice(&[
                             op, modrm, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88,
                         ]);
-                        let insn =
-                            Decoder::with_ip(bits, &bytes, 0x1000, DecoderOptions::NONE).decode();
-                        if insn.is_invalid()
-                            || !insn.cpuid_features().iter().all(|f| INTEGER.contains(f))
-                        {
+                        let Some(insn) = probe(bits, &bytes) else {
                             continue;
-                        }
+                        };
                         seen += 1;
                         if !implemented(&insn) {
                             missing.insert(format!("{:?}", insn.code()));

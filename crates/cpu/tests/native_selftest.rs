@@ -400,3 +400,67 @@ fn ten_thousand_adds() {
         "oracle too slow: {el:?} for {N} cases"
     );
 }
+
+/// The FXSAVE image round-trips: FXRSTOR before the instruction, FXSAVE right after it.
+#[test]
+fn fxsave_image_round_trip() {
+    let mut st = base_state();
+    for i in 0..16 {
+        set_fx_xmm(
+            &mut st.fx,
+            i,
+            0x0123_4567_89AB_CDEF_0F1E_2D3C_4B5A_6978 * (i as u128 + 1),
+        );
+    }
+    // NOP leaves every architectural field as loaded.
+    let out = completed(run_one(&[0x90], &st));
+    for i in 0..16 {
+        assert_eq!(fx_xmm(&out.fx, i), fx_xmm(&st.fx, i), "xmm{i}");
+    }
+    assert_eq!(fx_mxcsr(&out.fx), 0x1F80);
+    assert_eq!(out.fx[fx::FCW..fx::FCW + 2], [0x7F, 0x03]);
+
+    // ADDPS xmm0, xmm1: 1.0 + 2.0 = 3.0 in every lane (0x3F800000 + 0x40000000 = 0x40400000).
+    let ones = 0x3F80_0000_3F80_0000_3F80_0000_3F80_0000u128;
+    set_fx_xmm(&mut st.fx, 0, ones);
+    set_fx_xmm(&mut st.fx, 1, 0x4000_0000_4000_0000_4000_0000_4000_0000);
+    let out = completed(run_one(&[0x0F, 0x58, 0xC1], &st));
+    assert_eq!(
+        fx_xmm(&out.fx, 0),
+        0x4040_0000_4040_0000_4040_0000_4040_0000
+    );
+    assert_eq!(fx_mxcsr(&out.fx), 0x1F80, "exact: no flags");
+
+    // FLD1: TOP 0 -> 7, ST0 = +1.0 (significand 8000..0, exponent 3FFFh), R7 tagged valid.
+    let out = completed(run_one(&[0xD9, 0xE8], &State::zeroed()));
+    assert_eq!(
+        u16::from_le_bytes([out.fx[fx::FSW], out.fx[fx::FSW + 1]]) >> 11 & 7,
+        7
+    );
+    assert_eq!(out.fx[fx::FTW], 0x80);
+    assert_eq!(
+        out.fx[fx::ST0..fx::ST0 + 10],
+        [0, 0, 0, 0, 0, 0, 0, 0x80, 0xFF, 0x3F]
+    );
+
+    // DIVPS xmm0, xmm1 with xmm1 = 0: masked → ZE (bit 2) set; unmasked ZM (bit 9) → #XM.
+    let mut st = State::zeroed();
+    set_fx_xmm(&mut st.fx, 0, ones);
+    let out = completed(run_one(&[0x0F, 0x5E, 0xC1], &st));
+    assert_eq!(fx_mxcsr(&out.fx), 0x1F84);
+    set_fx_mxcsr(&mut st.fx, 0x1F80 & !(1 << 9));
+    assert_eq!(
+        run_one(&[0x0F, 0x5E, 0xC1], &st),
+        Outcome::Fault(Signal::SimdFp)
+    );
+    // A reserved MXCSR bit makes the harness's FXRSTOR raise #GP.
+    set_fx_mxcsr(&mut st.fx, 1 << 16);
+    assert_eq!(run_one(&[0x90], &st), Outcome::Fault(Signal::Segv));
+    // #DE is still told apart from #XM.
+    let mut st = base_state();
+    st.gpr[RCX] = 0;
+    assert_eq!(
+        run_one(&[0x48, 0xF7, 0xF1], &st),
+        Outcome::Fault(Signal::DivideError)
+    );
+}

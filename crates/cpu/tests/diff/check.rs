@@ -10,7 +10,9 @@ use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 use crate::emu::{Emu, EmuResult};
 use crate::gen::{Case, Gen, INPUT_FLAGS};
-use crate::native::{run_native, Outcome, Signal, State, CODE_ADDR, DATA_ADDR, DATA_SIZE};
+use crate::native::{
+    fx, run_native, Outcome, Signal, State, CODE_ADDR, DATA_ADDR, DATA_SIZE, FX_SIZE,
+};
 
 /// Cases per group unless `TRAPEZE_DIFF_CASES` says otherwise.
 pub const DEFAULT_CASES: usize = 10_000;
@@ -199,6 +201,11 @@ fn compare(host: &Outcome, emu: &EmuResult) -> Vec<Diff> {
                     ),
                 ));
             }
+            out.extend(
+                fx_differences(&h.fx, &e.fx)
+                    .into_iter()
+                    .map(|(k, t)| d(&k, t)),
+            );
             let hm = [&h.data[..], &h.stack[..]].concat();
             let em = [&e.data[..], &e.stack[..]].concat();
             if hm != em {
@@ -215,6 +222,38 @@ fn compare(host: &Outcome, emu: &EmuResult) -> Vec<Diff> {
             ),
         )],
     }
+}
+
+/// The architectural fields of two FXSAVE images that differ, as (key, text): FCW, FSW, the
+/// abridged FTW, MXCSR, ST0..ST7 (80 bits each) and XMM0..XMM15. FIP/FDP/FOP and MXCSR_MASK
+/// describe the harness and the host, not the instruction.
+fn fx_differences(h: &[u8; FX_SIZE], e: &[u8; FX_SIZE]) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, usize, usize)> = vec![
+        ("fcw".into(), fx::FCW, 2),
+        ("fsw".into(), fx::FSW, 2),
+        ("ftw".into(), fx::FTW, 1),
+        ("mxcsr".into(), fx::MXCSR, 4),
+    ];
+    fields.extend((0..8).map(|i| (format!("st{i}"), fx::ST0 + 16 * i, 10)));
+    fields.extend((0..16).map(|i| (format!("xmm{i}"), fx::XMM0 + 16 * i, 16)));
+    fields
+        .into_iter()
+        .filter(|&(_, o, n)| h[o..o + n] != e[o..o + n])
+        .map(|(name, o, n)| {
+            let hex = |b: &[u8]| {
+                b.iter()
+                    .rev()
+                    .map(|x| format!("{x:02x}"))
+                    .collect::<String>()
+            };
+            let text = format!(
+                "{name}: expected {} actual {}",
+                hex(&h[o..o + n]),
+                hex(&e[o..o + n])
+            );
+            (name, text)
+        })
+        .collect()
 }
 
 fn outcome_name(o: &Outcome) -> String {

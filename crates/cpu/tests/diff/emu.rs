@@ -1,9 +1,13 @@
 //! Runs a case on the emulator: a CPU in 64-bit mode at CPL 3 over RAM at the oracle's
 //! addresses (paging is not modelled, so linear = physical).
 
-use trapeze_cpu::{attr, cr0, efer, sreg, vector, Cpu, Mmu, NullBus, PhysMem, Segment};
+use trapeze_cpu::fpu::F80;
+use trapeze_cpu::{attr, cr0, cr4, efer, sreg, vector, Cpu, Mmu, NullBus, PhysMem, Segment};
 
-use crate::native::{Outcome, Signal, State, CODE_ADDR, DATA_ADDR, DATA_SIZE, STACK_SIZE};
+use crate::native::{
+    fx, fx_mxcsr, fx_xmm, set_fx_mxcsr, set_fx_xmm, Outcome, Signal, State, CODE_ADDR, DATA_ADDR,
+    DATA_SIZE, FX_SIZE, STACK_SIZE,
+};
 
 /// Handler calls allowed for one case (a REP instruction restarts itself in chunks).
 const MAX_STEPS: usize = 64;
@@ -34,7 +38,11 @@ fn new_cpu() -> Cpu {
     phys.add_ram(CODE_ADDR, 0x1000).expect("code RAM");
     let mut cpu = Cpu::new(Mmu::new(phys));
     cpu.efer = efer::LME | efer::LMA;
-    cpu.cr0 |= cr0::PE | cr0::PG;
+    // Linux user mode: x87 native error reporting, SSE enabled with #XM for unmasked
+    // SIMD exceptions.
+    cpu.cr0 |= cr0::PE | cr0::PG | cr0::NE | cr0::MP;
+    cpu.cr0 &= !(cr0::EM | cr0::TS);
+    cpu.cr4 |= cr4::OSFXSR | cr4::OSXMMEXCPT;
     let dpl3 = 3 << attr::DPL_SHIFT;
     cpu.seg[sreg::CS] = Segment {
         selector: 0x33,
@@ -68,10 +76,72 @@ fn first_vector(before: &[u64; 32], after: &[u64; 32]) -> u8 {
         })
 }
 
+/// The full x87 tag of a register whose abridged (FXSAVE) tag says "not empty" (SDM Vol.1
+/// 10.5.1.1: FXRSTOR recomputes it from the register's contents).
+fn full_tag(r: &F80) -> u16 {
+    let exp = r.sign_exp & 0x7FFF;
+    let integer = r.signif >> 63 != 0;
+    match exp {
+        0 if r.signif == 0 => 1,
+        0 | 0x7FFF => 2,
+        _ if integer => 0,
+        _ => 2,
+    }
+}
+
+/// FXRSTOR: the x87/SSE part of an FXSAVE image into the CPU.
+fn load_fx(cpu: &mut Cpu, img: &[u8; FX_SIZE]) {
+    let u16_at = |o: usize| u16::from_le_bytes([img[o], img[o + 1]]);
+    cpu.x87.cw = u16_at(fx::FCW);
+    cpu.x87.sw = u16_at(fx::FSW);
+    let top = (cpu.x87.sw >> 11) as usize & 7;
+    for st in 0..8 {
+        let o = fx::ST0 + 16 * st;
+        cpu.x87.regs[(top + st) & 7] = F80 {
+            signif: u64::from_le_bytes(img[o..o + 8].try_into().unwrap()),
+            sign_exp: u16_at(o + 8),
+        };
+    }
+    cpu.x87.tag = (0..8).fold(0, |tag, r| {
+        let t = if img[fx::FTW] >> r & 1 == 0 {
+            3
+        } else {
+            full_tag(&cpu.x87.regs[r])
+        };
+        tag | t << (2 * r)
+    });
+    cpu.sse.mxcsr = fx_mxcsr(img);
+    for i in 0..16 {
+        cpu.sse.xmm[i] = fx_xmm(img, i);
+    }
+}
+
+/// FXSAVE: the CPU's x87/SSE state over the architectural fields of `img`.
+fn store_fx(cpu: &Cpu, img: &mut [u8; FX_SIZE]) {
+    img[fx::FCW..fx::FCW + 2].copy_from_slice(&cpu.x87.cw.to_le_bytes());
+    img[fx::FSW..fx::FSW + 2].copy_from_slice(&cpu.x87.sw.to_le_bytes());
+    img[fx::FTW] = (0..8).fold(0, |a, r| {
+        a | (((cpu.x87.tag >> (2 * r)) & 3 != 3) as u8) << r
+    });
+    let top = (cpu.x87.sw >> 11) as usize & 7;
+    for st in 0..8 {
+        let o = fx::ST0 + 16 * st;
+        let r = cpu.x87.regs[(top + st) & 7];
+        img[o..o + 8].copy_from_slice(&r.signif.to_le_bytes());
+        img[o + 8..o + 10].copy_from_slice(&r.sign_exp.to_le_bytes());
+    }
+    set_fx_mxcsr(img, cpu.sse.mxcsr);
+    for i in 0..16 {
+        set_fx_xmm(img, i, cpu.sse.xmm[i]);
+    }
+}
+
 /// The signal Linux sends for an exception.
 pub fn signal_of(v: u8) -> Signal {
     match v {
         vector::DE => Signal::DivideError,
+        vector::MF => Signal::X87Fp,
+        vector::XM => Signal::SimdFp,
         vector::UD => Signal::Ill,
         vector::SS => Signal::Bus,
         vector::AC => Signal::Bus,
@@ -131,6 +201,7 @@ impl Emu {
         cpu.gpr = st.gpr;
         cpu.rip = CODE_ADDR;
         cpu.set_rflags((st.rflags & crate::native::INPUT_FLAGS_MASK) | 0x202);
+        load_fx(cpu, &st.fx);
         // Done when RIP reaches the end of the code (a REP instruction stays put between
         // chunks; flag chains are two instructions).
         let end = CODE_ADDR + code.len() as u64;
@@ -150,11 +221,14 @@ impl Emu {
                     .read_bytes(DATA_ADDR, &mut data)
                     .expect("data pages");
                 let stack = data.split_off(DATA_SIZE);
+                let mut fx = st.fx.clone();
+                store_fx(cpu, &mut fx);
                 return Some(Outcome::Completed(State {
                     gpr: cpu.gpr,
                     rflags: cpu.rflags(),
                     data,
                     stack,
+                    fx,
                 }));
             }
         }

@@ -1,8 +1,9 @@
-//! Host-CPU oracle for differential tests of 64-bit user-mode integer instructions.
+//! Host-CPU oracle for differential tests of 64-bit user-mode instructions.
 //!
 //! [`run_native`] executes instruction bytes on the real CPU of this (x86-64 Linux) host, from a
-//! register + RFLAGS + memory state given by the caller, and reports the state afterwards (or the
-//! signal the instruction raised). Integration tests compare that against the emulator.
+//! register + RFLAGS + x87/SSE + memory state given by the caller, and reports the state
+//! afterwards (or the signal the instruction raised). Integration tests compare that against the
+//! emulator.
 //!
 //! # How a batch runs
 //!
@@ -14,10 +15,12 @@
 //!   around them stay unmapped, so accesses just outside fault.
 //! * Per case the child copies the data/stack contents in, writes the instruction bytes at
 //!   [`CODE_ADDR`] followed by an absolute `jmp [rip+disp]` back to the harness, and calls
-//!   `trapeze_native_enter` (assembly below). That stub loads RFLAGS and all 16 GPRs (RSP
-//!   included) and jumps to the code page. `trapeze_native_exit` stores all 16 GPRs with
-//!   RIP-relative moves (the guest RSP may be anything), switches to the host stack, and only
-//!   then executes PUSHFQ.
+//!   `trapeze_native_enter` (assembly below). That stub saves the host's x87/SSE state
+//!   (FXSAVE64), loads the case's FXSAVE image (FXRSTOR64), RFLAGS and all 16 GPRs (RSP
+//!   included) and jumps to the code page. `trapeze_native_exit` first FXSAVE64s the x87/SSE
+//!   state (nothing of the harness has run yet), stores all 16 GPRs with RIP-relative moves (the
+//!   guest RSP may be anything), switches to the host stack, and only then executes PUSHFQ. Both
+//!   ways back to Rust FXRSTOR64 the host state.
 //! * A fault (SIGFPE for #DE, SIGSEGV, SIGBUS, SIGILL, SIGTRAP) is caught by an `SA_SIGINFO`
 //!   handler running on an alternate signal stack (the guest RSP is not usable); it rewrites the
 //!   ucontext's RIP/RSP/RFLAGS to `trapeze_native_recover`, which returns to Rust as from a
@@ -49,7 +52,16 @@
 //! The instruction must not transfer control (caller's guarantee). It must not change FS/GS
 //! bases or segment registers the host relies on. Instructions that read RIP (RIP-relative
 //! operands, `lea r, [rip]`) see the code at [`CODE_ADDR`]; the bytes after the instruction are
-//! the harness's return jump. MXCSR and the x87 control word are restored after every case.
+//! the harness's return jump. The host's x87/SSE state is restored after every case.
+//!
+//! # x87/SSE state
+//!
+//! [`State::fx`] is a 512-byte FXSAVE64 image (SDM Vol.1 Table 10-2): FCW at 0, FSW at 2, the
+//! abridged FTW at 4, MXCSR at 24, ST0..ST7 in 16-byte slots from 32, XMM0..XMM15 from 160. The
+//! default is the state after FNINIT with MXCSR = 1F80h and all registers zero. A case whose
+//! MXCSR has reserved bits set makes FXRSTOR raise #GP (reported as `Fault(Segv)`). MXCSR_MASK
+//! (bytes 28..31, the host's) and bytes 464..511 (not written by FXSAVE) are reported as the
+//! input had them, so an instruction that changes no x87/SSE state reports its input image.
 //!
 //! # Host notes (Intel Xeon, Linux 6.x, checked by `native_selftest`)
 //!
@@ -87,6 +99,9 @@ pub const INPUT_FLAGS_MASK: u64 = 0x0CD5;
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 const RFLAGS_TF: u64 = 1 << 8;
+/// Exception vectors #MF and #XM (as `REG_TRAPNO` in the signal's ucontext).
+const TRAP_MF: u32 = 16;
+const TRAP_XM: u32 = 19;
 /// Bit 1 (reserved, always 1) and IF (always 1 in Linux user mode).
 const RFLAGS_FIXED: u64 = 0x202;
 
@@ -99,24 +114,72 @@ pub struct State {
     pub data: Vec<u8>,
     /// Contents of the page at [`STACK_ADDR`], [`STACK_SIZE`] bytes.
     pub stack: Vec<u8>,
+    /// x87/MMX/SSE state as an FXSAVE64 image (see the module documentation).
+    pub fx: Box<[u8; FX_SIZE]>,
 }
 
 impl State {
-    /// All registers zero, flags zero, both pages zero.
+    /// All registers zero, flags zero, both pages zero, x87/SSE as after FNINIT.
     pub fn zeroed() -> State {
         State {
             gpr: [0; 16],
             rflags: 0,
             data: vec![0; DATA_SIZE],
             stack: vec![0; STACK_SIZE],
+            fx: Box::new(fx_init()),
         }
     }
 }
 
+/// Size of an FXSAVE image.
+pub const FX_SIZE: usize = 512;
+/// Byte offsets in the FXSAVE image (SDM Vol.1 Table 10-2).
+pub mod fx {
+    pub const FCW: usize = 0;
+    pub const FSW: usize = 2;
+    pub const FTW: usize = 4;
+    pub const MXCSR: usize = 24;
+    pub const MXCSR_MASK: usize = 28;
+    pub const ST0: usize = 32;
+    pub const XMM0: usize = 160;
+}
+
+/// The FXSAVE image after FNINIT (FCW 037Fh, every register empty) with MXCSR = 1F80h and
+/// all data registers zero.
+pub fn fx_init() -> [u8; FX_SIZE] {
+    let mut img = [0u8; FX_SIZE];
+    img[fx::FCW..fx::FCW + 2].copy_from_slice(&0x037Fu16.to_le_bytes());
+    img[fx::MXCSR..fx::MXCSR + 4].copy_from_slice(&0x1F80u32.to_le_bytes());
+    img
+}
+
+/// XMMi in an FXSAVE image.
+pub fn fx_xmm(img: &[u8; FX_SIZE], i: usize) -> u128 {
+    let o = fx::XMM0 + 16 * i;
+    u128::from_le_bytes(img[o..o + 16].try_into().unwrap())
+}
+
+pub fn set_fx_xmm(img: &mut [u8; FX_SIZE], i: usize, v: u128) {
+    let o = fx::XMM0 + 16 * i;
+    img[o..o + 16].copy_from_slice(&v.to_le_bytes());
+}
+
+pub fn fx_mxcsr(img: &[u8; FX_SIZE]) -> u32 {
+    u32::from_le_bytes(img[fx::MXCSR..fx::MXCSR + 4].try_into().unwrap())
+}
+
+pub fn set_fx_mxcsr(img: &mut [u8; FX_SIZE], v: u32) {
+    img[fx::MXCSR..fx::MXCSR + 4].copy_from_slice(&v.to_le_bytes());
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Signal {
-    /// SIGFPE: #DE (divide error / quotient overflow).
+    /// SIGFPE from #DE (divide error / quotient overflow).
     DivideError,
+    /// SIGFPE from #MF (unmasked x87 exception).
+    X87Fp,
+    /// SIGFPE from #XM (unmasked SIMD floating-point exception).
+    SimdFp,
     /// SIGSEGV: #PF, #GP (also privileged instructions such as HLT/CLI in user mode).
     Segv,
     /// SIGBUS: #AC, and on Linux also #SS (e.g. a stack access with a non-canonical RSP).
@@ -132,8 +195,11 @@ pub enum Signal {
 }
 
 impl Signal {
-    fn from_signo(sig: i32) -> Signal {
+    /// `trapno`: the exception vector the kernel reports with the signal.
+    fn from_signo(sig: i32, trapno: u32) -> Signal {
         match sig {
+            libc::SIGFPE if trapno == TRAP_MF => Signal::X87Fp,
+            libc::SIGFPE if trapno == TRAP_XM => Signal::SimdFp,
             libc::SIGFPE => Signal::DivideError,
             libc::SIGSEGV => Signal::Segv,
             libc::SIGBUS => Signal::Bus,
@@ -305,9 +371,10 @@ fn decode(shm: &Shared, cases: &[(Vec<u8>, State)], i: usize) -> Outcome {
                 rflags: r.rflags,
                 data,
                 stack,
+                fx: Box::new(r.fx.0),
             })
         }
-        KIND_FAULT => Outcome::Fault(Signal::from_signo(r.signo)),
+        KIND_FAULT => Outcome::Fault(Signal::from_signo(r.signo, r.trapno)),
         k => panic!("native oracle: case {i} has no result (record kind {k})"),
     }
 }
@@ -346,6 +413,7 @@ struct Header {
 struct Record {
     kind: u32,
     signo: i32,
+    trapno: u32,
     gpr: [u64; 16],
     rflags: u64,
     /// Changed byte span of the data page: offset and length; bytes at `arena_off`.
@@ -355,7 +423,13 @@ struct Record {
     stack_lo: u32,
     stack_len: u32,
     arena_off: u64,
+    fx: FxArea,
 }
+
+/// An FXSAVE/FXRSTOR memory operand (16-byte aligned).
+#[repr(C, align(16))]
+#[derive(Clone, Copy)]
+struct FxArea([u8; FX_SIZE]);
 
 struct Shared {
     base: *mut u8,
@@ -511,12 +585,13 @@ struct Ctx {
     host_rsp: u64,      // 272: RSP of the harness after saving callee-saved registers
     code: u64,          // 280: where the stub jumps (CODE_ADDR)
     armed: u64,         // 288: 1 while guest state is live (faults then belong to the case)
-    host_mxcsr: u32,    // 296
-    host_fcw: u16,      // 300
-    _pad: u16,
-    fault_sig: i64,  // 304: signal caught by the handler (0 = none)
-    tf_trapped: u64, // 312: 1 if the instruction set TF and the handler absorbed the trap
-    fault_rip: u64,  // 320: RIP of the faulting instruction (diagnostics)
+    fault_sig: i64,     // signal caught by the handler (0 = none)
+    fault_trap: u64,    // its exception vector (REG_TRAPNO)
+    tf_trapped: u64,    // 1 if the instruction set TF and the handler absorbed the trap
+    fault_rip: u64,     // RIP of the faulting instruction (diagnostics)
+    in_fx: FxArea,      // the case's x87/SSE state, FXRSTOR64ed before entry
+    out_fx: FxArea,     // FXSAVE64d right after the instruction
+    host_fx: FxArea,    // the harness's own x87/SSE state
 }
 
 // The offsets hard-coded in the assembly below.
@@ -528,8 +603,6 @@ const _: () = {
     assert!(offset_of!(Ctx, host_rsp) == 272);
     assert!(offset_of!(Ctx, code) == 280);
     assert!(offset_of!(Ctx, armed) == 288);
-    assert!(offset_of!(Ctx, host_mxcsr) == 296);
-    assert!(offset_of!(Ctx, host_fcw) == 300);
 };
 
 #[repr(transparent)]
@@ -545,12 +618,13 @@ static CTX: CtxCell = CtxCell(UnsafeCell::new(Ctx {
     host_rsp: 0,
     code: 0,
     armed: 0,
-    host_mxcsr: 0,
-    host_fcw: 0,
-    _pad: 0,
     fault_sig: 0,
+    fault_trap: 0,
     tf_trapped: 0,
     fault_rip: 0,
+    in_fx: FxArea([0; FX_SIZE]),
+    out_fx: FxArea([0; FX_SIZE]),
+    host_fx: FxArea([0; FX_SIZE]),
 }));
 
 fn ctx() -> *mut Ctx {
@@ -578,11 +652,12 @@ core::arch::global_asm!(
     "push r13",
     "push r14",
     "push r15",
-    "stmxcsr dword ptr [rip + {ctx} + 296]",
-    "fnstcw word ptr [rip + {ctx} + 300]",
+    "fxsave64 [rip + {ctx} + {host_fx}]",
     // The exit stub and the signal handler come back to this stack pointer.
     "mov qword ptr [rip + {ctx} + 272], rsp",
     "mov qword ptr [rip + {ctx} + 288], 1",
+    // May #GP (reserved MXCSR bits): armed, so that is the case's fault.
+    "fxrstor64 [rip + {ctx} + {in_fx}]",
     // POPFQ needs a valid stack, so RFLAGS is loaded while RSP is still ours. Nothing below
     // modifies flags (MOV and an indirect JMP only).
     "push qword ptr [rip + {ctx} + 128]",
@@ -611,6 +686,8 @@ core::arch::global_asm!(
     ".p2align 4",
     ".globl trapeze_native_exit",
     "trapeze_native_exit:",
+    // Before anything else can touch the x87/SSE state.
+    "fxsave64 [rip + {ctx} + {out_fx}]",
     // The guest RSP may point anywhere, so store everything with RIP-relative moves first.
     "mov qword ptr [rip + {ctx} + 136], rax",
     "mov qword ptr [rip + {ctx} + 144], rcx",
@@ -647,8 +724,7 @@ core::arch::global_asm!(
     // Clean flags for Rust (DF=0 per the ABI; TF/AC/NT from a guest POPFQ cleared).
     "push 0x202",
     "popfq",
-    "ldmxcsr dword ptr [rip + {ctx} + 296]",
-    "fldcw word ptr [rip + {ctx} + 300]",
+    "fxrstor64 [rip + {ctx} + {host_fx}]",
     "pop r15",
     "pop r14",
     "pop r13",
@@ -658,6 +734,9 @@ core::arch::global_asm!(
     "ret",
     ".popsection",
     ctx = sym CTX,
+    in_fx = const offset_of!(Ctx, in_fx),
+    out_fx = const offset_of!(Ctx, out_fx),
+    host_fx = const offset_of!(Ctx, host_fx),
 );
 
 /// SA_SIGINFO handler (runs on the alternate signal stack: the guest RSP may be garbage).
@@ -683,6 +762,10 @@ extern "C" fn on_signal(sig: libc::c_int, _info: *mut libc::siginfo_t, uc: *mut 
         }
         ptr::write_volatile(ptr::addr_of_mut!((*c).armed), 0);
         ptr::write_volatile(ptr::addr_of_mut!((*c).fault_sig), sig as i64);
+        ptr::write_volatile(
+            ptr::addr_of_mut!((*c).fault_trap),
+            g[libc::REG_TRAPNO as usize] as u64,
+        );
         ptr::write_volatile(
             ptr::addr_of_mut!((*c).fault_rip),
             g[libc::REG_RIP as usize] as u64,
@@ -819,6 +902,9 @@ unsafe fn child_main(cases: &[(Vec<u8>, State)], start: usize, shm: &Shared) -> 
         ptr::write_volatile(ptr::addr_of_mut!((*c).code), CODE_ADDR);
         ptr::write_volatile(ptr::addr_of_mut!((*c).tf_trapped), 0);
         ptr::write_volatile(ptr::addr_of_mut!((*c).fault_sig), 0);
+        ptr::write_volatile(ptr::addr_of_mut!((*c).in_fx), FxArea(*st.fx));
+        // FXSAVE leaves bytes 464..511 alone: they come back as given.
+        ptr::write_volatile(ptr::addr_of_mut!((*c).out_fx), FxArea(*st.fx));
 
         let faulted = trapeze_native_enter() != 0;
 
@@ -829,6 +915,7 @@ unsafe fn child_main(cases: &[(Vec<u8>, State)], start: usize, shm: &Shared) -> 
                 Record {
                     kind: KIND_FAULT,
                     signo: ptr::read_volatile(ptr::addr_of!((*c).fault_sig)) as i32,
+                    trapno: ptr::read_volatile(ptr::addr_of!((*c).fault_trap)) as u32,
                     gpr: [0; 16],
                     rflags: 0,
                     data_lo: 0,
@@ -836,6 +923,7 @@ unsafe fn child_main(cases: &[(Vec<u8>, State)], start: usize, shm: &Shared) -> 
                     stack_lo: 0,
                     stack_len: 0,
                     arena_off: arena_pos as u64,
+                    fx: FxArea([0; FX_SIZE]),
                 },
             );
         } else {
@@ -860,6 +948,7 @@ unsafe fn child_main(cases: &[(Vec<u8>, State)], start: usize, shm: &Shared) -> 
                 Record {
                     kind: KIND_COMPLETED,
                     signo: 0,
+                    trapno: 0,
                     gpr: ptr::read_volatile(ptr::addr_of!((*c).out_gpr)),
                     rflags,
                     data_lo: dlo as u32,
@@ -867,6 +956,7 @@ unsafe fn child_main(cases: &[(Vec<u8>, State)], start: usize, shm: &Shared) -> 
                     stack_lo: slo as u32,
                     stack_len: slen as u32,
                     arena_off: off as u64,
+                    fx: reported_fx(ptr::read_volatile(ptr::addr_of!((*c).out_fx)), &st.fx),
                 },
             );
         }
@@ -875,6 +965,14 @@ unsafe fn child_main(cases: &[(Vec<u8>, State)], start: usize, shm: &Shared) -> 
         h.done.store(i as u64 + 1, Ordering::Release);
     }
     libc::_exit(0)
+}
+
+/// The image FXSAVE stored, with MXCSR_MASK (a property of the host, ignored by FXRSTOR) put
+/// back as the case gave it: an instruction that changes no x87/SSE state reports its input.
+fn reported_fx(mut out: FxArea, input: &[u8; FX_SIZE]) -> FxArea {
+    out.0[fx::MXCSR_MASK..fx::MXCSR_MASK + 4]
+        .copy_from_slice(&input[fx::MXCSR_MASK..fx::MXCSR_MASK + 4]);
+    out
 }
 
 /// The smallest span `(offset, len)` of the page at `page` that differs from `orig`.

@@ -120,9 +120,9 @@ pub mod cw {
     pub const MASKS: u16 = 0x3F;
     pub const PC_SHIFT: u32 = 8;
     pub const RC_SHIFT: u32 = 10;
-    /// Bit 6 reads as 1; bits 13..15 (and 12, infinity control of the 287) as 0 on the
-    /// 387 and later.
-    pub const WRITABLE: u16 = 0x0F3F;
+    /// Bit 6 reads as 1 and bits 13..15 as 0; bit 12 (the 287's infinity control) is
+    /// kept though it has no effect since the 387, as the host oracle shows.
+    pub const WRITABLE: u16 = 0x1F3F;
     pub const FIXED1: u16 = 0x0040;
     /// The value FNINIT loads: everything masked, extended precision, round to nearest.
     pub const INIT: u16 = 0x037F;

@@ -176,8 +176,18 @@ pub fn compare(a: F80, b: F80, quiet: bool) -> Out<Cmp> {
     }
 }
 
-/// FLD m32fp: DE for a denormal, IE for an SNaN (loaded quieted).
+/// A NaN of `frac_bits` fraction bits extended to F80 as it is, signaling or quiet:
+/// the instruction that uses it applies the x87 NaN rules (SDM Vol.1 Table 4-7) to it.
+fn nan_f80(sign: bool, frac: u64, frac_bits: u32) -> F80 {
+    F80::new(sign as u16, 0x7FFF, 1 << 63 | frac << (63 - frac_bits))
+}
+
+/// A memory operand of FLD m32fp and the arithmetic: DE for a denormal; a NaN is kept
+/// signaling (`nan_f80`).
 pub fn from_f32(v: u32) -> Out {
+    if v & 0x7F80_0000 == 0x7F80_0000 && v & 0x7F_FFFF != 0 {
+        return Out::exact(nan_f80(v >> 31 != 0, (v & 0x7F_FFFF) as u64, 23));
+    }
     let de = if v & 0x7F80_0000 == 0 && v & 0x7F_FFFF != 0 {
         ex::DE
     } else {
@@ -191,8 +201,11 @@ pub fn from_f32(v: u32) -> Out {
     }
 }
 
-/// FLD m64fp.
+/// A memory operand of FLD m64fp and the arithmetic.
 pub fn from_f64(v: u64) -> Out {
+    if v & 0x7FF0_0000_0000_0000 == 0x7FF0_0000_0000_0000 && v & 0xF_FFFF_FFFF_FFFF != 0 {
+        return Out::exact(nan_f80(v >> 63 != 0, v & 0xF_FFFF_FFFF_FFFF, 52));
+    }
     let de = if v & 0x7FF0_0000_0000_0000 == 0 && v & 0xF_FFFF_FFFF_FFFF != 0 {
         ex::DE
     } else {

@@ -43,6 +43,8 @@ mod check;
 mod emu;
 #[path = "diff/gen.rs"]
 mod gen;
+#[path = "diff/x87.rs"]
+mod x87;
 
 use check::{run_group, DEFAULT_CASES};
 use gen::{
@@ -1089,4 +1091,17 @@ fn generators_encode_single_instructions() {
             assert_eq!(len, code.len(), "{name}: {code:02x?} decodes as {insns:?}");
         }
     }
+}
+
+// ---- x87 -------------------------------------------------------------------------------
+
+/// Every x87 form but the transcendentals, on random states (diff/x87.rs).
+#[test]
+fn x87() {
+    run_group("x87", 3 * DEFAULT_CASES, |g| x87::gen_x87_insn(g, false));
+}
+
+#[test]
+fn x87_fxsave() {
+    run_group("x87_fxsave", DEFAULT_CASES / 5, x87::gen_fxsave);
 }

@@ -4,7 +4,7 @@
 //! and commits the exceptions (SDM Vol.1 8.5, 4.9.2 masked responses).
 //!
 //! Every x87 instruction raises #NM when CR0.EM or CR0.TS is set. The waiting ones (all
-//! but FNINIT FNCLEX FNSTCW FNSTSW FNSTENV FNSAVE FLDENV FRSTOR and FXSAVE/FXRSTOR) first
+//! but FNINIT FNCLEX FNSTCW FNSTSW FNSTENV FNSAVE and FXSAVE/FXRSTOR) first
 //! take a pending unmasked exception as #MF (`Cpu::fpu_pending`). The non-control ones
 //! record FIP/FCS, FOP and FDP/FDS (SDM Vol.1 8.1.8).
 
@@ -48,13 +48,14 @@ pub(crate) fn register(t: &mut Table) {
             by_kind!(i, fst_mem, false)
         })
     });
-    t.on_all(&[Fstp, Fstpnce], |i| {
+    t.on(Fstp, |i| {
         Some(if is_reg(i) {
             fst_st::<true>
         } else {
             by_kind!(i, fst_mem, true)
         })
     });
+    t.on(Fstpnce, |_| Some(fstpnce));
     t.on(Fist, |i| Some(by_kind!(i, fst_mem, false)));
     t.on_all(&[Fistp, Fbstp], |i| Some(by_kind!(i, fst_mem, true)));
 
@@ -266,13 +267,21 @@ impl Cpu {
     /// unmasked IE, ZE or DE suppresses the result (SDM Vol.1 8.5: the destination and
     /// the stack stay unchanged).
     pub fn fpu_signal(&mut self, exc: u16, c1: bool) -> bool {
+        let suppress = self.fpu_raise(exc);
+        // A suppressed result was not rounded; a stack overflow reports C1 = 1.
+        let c1 = c1 && (!suppress || exc & sw::SF != 0);
+        self.x87.sw = (self.x87.sw & !sw::C1) | if c1 { sw::C1 } else { 0 };
+        suppress
+    }
+
+    /// `fpu_signal` without touching C1 (FCOMI, FUCOMI, FCMOVcc).
+    pub fn fpu_raise(&mut self, exc: u16) -> bool {
         let (rec, suppress) = outcome(self.x87.cw, exc, false);
         let x = &mut self.x87;
         x.sw |= rec;
         if rec & !x.cw & cw::MASKS != 0 {
             x.sw |= sw::ES | sw::B;
         }
-        x.sw = (x.sw & !sw::C1) | if c1 { sw::C1 } else { 0 };
         suppress
     }
 
@@ -318,6 +327,11 @@ fn record(cpu: &mut Cpu, e: &Entry, mem: bool) {
     }
     cpu.x87.fip = cpu.rip;
     cpu.x87.fcs = cpu.seg[crate::state::sreg::CS].selector;
+    if cpu.long64() {
+        // 64-bit mode keeps no selectors: they read as 0, as on processors that
+        // deprecate FCS/FDS (CPUID.07H:EBX[13]), the host oracle among them.
+        (cpu.x87.fcs, cpu.x87.fds) = (0, 0);
+    }
     cpu.x87.fop = fop(&e.insn);
 }
 
@@ -471,6 +485,16 @@ fn load<const K: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result<Out,
     })
 }
 
+/// The exceptions of converting a memory operand that still count next to the register
+/// operand `a`: a NaN or unsupported `a` takes precedence over DE (SDM Vol.1 4.9.1.6).
+fn operand_ex(a: F80, mem_ex: u16) -> u16 {
+    if matches!(a.class(), Class::NaN | Class::Unsupported) {
+        mem_ex & !ex::DE
+    } else {
+        mem_ex
+    }
+}
+
 /// Push with the stack-overflow check: ST(7) must be empty (SDM Vol.1 8.5.1.1). The
 /// masked response pushes the indefinite.
 fn push(cpu: &mut Cpu, o: Out) {
@@ -514,7 +538,12 @@ fn finish(cpu: &mut Cpu, dst: usize, o: Out, pops: usize) {
 
 fn fld_mem<const K: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
     begin(cpu, true)?;
-    let o = load::<K>(cpu, bus, e)?;
+    let mut o = load::<K>(cpu, bus, e)?;
+    if K <= F64 && o.v.is_snan() {
+        // FLD m32fp/m64fp of an SNaN: IE, and the NaN loads quieted.
+        o.v.signif |= 1 << 62;
+        o.ex |= ex::IE;
+    }
     record(cpu, e, true);
     push(cpu, o);
     Ok(())
@@ -526,14 +555,10 @@ fn fld_st(cpu: &mut Cpu, _: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
     record(cpu, e, false);
     let i = sti(&e.insn);
     if cpu.st_empty(i) {
-        push(
-            cpu,
-            Out {
-                v: F80::INDEFINITE,
-                ex: ex::IE | sw::SF,
-                c1: false,
-            },
-        );
+        // Underflow is checked before overflow.
+        if !cpu.fpu_signal(ex::IE | sw::SF, false) {
+            cpu.fpu_push(F80::INDEFINITE);
+        }
         return Ok(());
     }
     let v = cpu.st(i);
@@ -647,6 +672,20 @@ fn fst_st<const POP: bool>(cpu: &mut Cpu, _: &mut dyn Bus, e: &Entry) -> Result<
     Ok(())
 }
 
+/// FSTPNCE ST(i) (D9 D8+i, the undocumented FSTP1): FSTP without the empty check: the
+/// register and its tag are copied as they are (an empty ST(0) leaves ST(i) empty),
+/// nothing is signalled, and C1 is cleared.
+fn fstpnce(cpu: &mut Cpu, _: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
+    begin(cpu, true)?;
+    record(cpu, e, false);
+    let (from, to) = (cpu.st_phys(0), cpu.st_phys(sti(&e.insn)));
+    cpu.x87.regs[to] = cpu.x87.regs[from];
+    cpu.set_phys_tag(to, cpu.phys_tag(from));
+    cpu.fpu_pop();
+    cpu.x87.sw &= !sw::C1;
+    Ok(())
+}
+
 // ---- arithmetic ---------------------------------------------------------------------
 
 /// ST(0) ← ST(0) op m (float or integer).
@@ -662,8 +701,9 @@ fn arith_mem<const K: u8, const OP: u8>(
         underflow(cpu, Some(0), 0);
         return Ok(());
     }
-    let mut o = ops::arith(ARITH_OPS[OP as usize], cpu.x87.cw, cpu.st(0), src.v);
-    o.ex |= src.ex;
+    let a = cpu.st(0);
+    let mut o = ops::arith(ARITH_OPS[OP as usize], cpu.x87.cw, a, src.v);
+    o.ex |= operand_ex(a, src.ex);
     finish(cpu, 0, o, 0);
     Ok(())
 }
@@ -721,12 +761,17 @@ fn fcom<const K: u8, const QUIET: bool, const POPS: usize, const EFLAGS: bool>(
     } else {
         let b = src.map_or_else(|| cpu.st(i), |s| s.v);
         let mut o = ops::compare(cpu.st(0), b, QUIET);
-        o.ex |= src.map_or(0, |s| s.ex);
+        o.ex |= operand_ex(cpu.st(0), src.map_or(0, |s| s.ex));
         o
     };
-    if cpu.fpu_signal(o.ex, false) {
-        return Ok(());
-    }
+    // FCOMI and friends leave C1 alone but for a stack fault; an unmasked exception on
+    // a comparison still sets the condition codes (unordered for a fault), but stops
+    // the pops.
+    let suppress = if EFLAGS && !empty {
+        cpu.fpu_raise(o.ex)
+    } else {
+        cpu.fpu_signal(o.ex, false)
+    };
     let (c3, c2, c0) = match o.v {
         Cmp::Greater => (false, false, false),
         Cmp::Less => (false, false, true),
@@ -740,8 +785,10 @@ fn fcom<const K: u8, const QUIET: bool, const POPS: usize, const EFLAGS: bool>(
         let cc = (c3 as u16 * sw::C3) | (c2 as u16 * sw::C2) | (c0 as u16 * sw::C0);
         cpu.set_cc(cc);
     }
-    for _ in 0..POPS {
-        cpu.fpu_pop();
+    if !suppress {
+        for _ in 0..POPS {
+            cpu.fpu_pop();
+        }
     }
     Ok(())
 }
@@ -891,6 +938,9 @@ fn binary<const F: u8>(cpu: &mut Cpu, _: &mut dyn Bus, e: &Entry) -> Result<(), 
     let pops_to_st1 = F >= Binary::Yl2x as u8;
     let (dst, pops) = if pops_to_st1 { (1, 1) } else { (0, 0) };
     if cpu.st_empty(0) || cpu.st_empty(1) {
+        if F == Binary::Prem as u8 || F == Binary::Prem1 as u8 {
+            cpu.x87.sw &= !sw::C2;
+        }
         underflow(cpu, Some(dst), pops);
         return Ok(());
     }
@@ -899,8 +949,10 @@ fn binary<const F: u8>(cpu: &mut Cpu, _: &mut dyn Bus, e: &Entry) -> Result<(), 
         f if f == Binary::Scale as u8 => ops::scale(a, b),
         f if f == Binary::Prem as u8 || f == Binary::Prem1 as u8 => {
             let (o, cc) = ops::prem(a, b, f == Binary::Prem1 as u8);
-            let (_, suppress) = outcome(cpu.x87.cw, o.ex, false);
-            if !suppress {
+            // An invalid operation leaves C0 and C3 alone and clears C2 and C1.
+            if o.ex & ex::IE != 0 {
+                cpu.x87.sw &= !sw::C2;
+            } else if !outcome(cpu.x87.cw, o.ex, false).1 {
                 cpu.set_cc(cc);
             }
             finish(
@@ -954,7 +1006,6 @@ fn fcmov<const CC: u8>(cpu: &mut Cpu, _: &mut dyn Bus, e: &Entry) -> Result<(), 
         underflow(cpu, Some(0), 0);
         return Ok(());
     }
-    cpu.fpu_signal(0, false);
     if cpu.cond(CC) {
         let v = cpu.st(i);
         cpu.set_st(0, v);
@@ -962,14 +1013,16 @@ fn fcmov<const CC: u8>(cpu: &mut Cpu, _: &mut dyn Bus, e: &Entry) -> Result<(), 
     Ok(())
 }
 
-/// FFREE ST(i) (a control instruction), and FFREEP, which also pops.
+/// FFREE ST(i) (a control instruction), and FFREEP, which also pops. Both clear C1
+/// (as the host does).
 fn ffree<const POP: bool>(cpu: &mut Cpu, _: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
     begin(cpu, true)?;
     let r = cpu.st_phys(sti(&e.insn));
     cpu.set_phys_tag(r, crate::fpu::tag::EMPTY);
     if POP {
-        cpu.set_fpu_top(cpu.fpu_top() + 1);
+        cpu.fpu_pop();
     }
+    cpu.x87.sw &= !sw::C1;
     Ok(())
 }
 

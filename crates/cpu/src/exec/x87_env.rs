@@ -227,18 +227,21 @@ fn load_env<const N: usize>(cpu: &mut Cpu, b: &[u8]) {
     cpu.fpu_update_summary();
 }
 
-/// FNSTENV: store the environment, then mask all exceptions (SDM Vol.2A FSTENV).
+/// FNSTENV: store the environment, then mask all exceptions, which clears ES (SDM
+/// Vol.2A FSTENV).
 fn fnstenv<const N: usize>(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
     cpu.x87_available()?;
     let img = env_image::<N>(cpu);
     let (seg, off) = mem_at(cpu, e);
     write_parts(cpu, bus, seg, off, &[(0, &img[..N])])?;
     cpu.x87.cw |= cw::MASKS;
+    cpu.fpu_update_summary();
     Ok(())
 }
 
 fn fldenv<const N: usize>(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
     cpu.x87_available()?;
+    cpu.fpu_pending()?;
     let (seg, off) = mem_at(cpu, e);
     let b = read_bytes::<N>(cpu, bus, seg, off)?;
     load_env::<N>(cpu, &b);
@@ -266,6 +269,7 @@ fn fnsave<const N: usize>(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result
 
 fn frstor<const N: usize>(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
     cpu.x87_available()?;
+    cpu.fpu_pending()?;
     let (seg, off) = mem_at(cpu, e);
     let b = read_bytes::<N>(cpu, bus, seg, off)?;
     let env = N - 80;

@@ -545,7 +545,18 @@ fn fld_mem<const K: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result<(
         o.ex |= ex::IE;
     }
     record(cpu, e, true);
-    push(cpu, o);
+    // A denormal source is reported (unless the stack overflows), but even unmasked
+    // it does not stop the load (as on the host).
+    if cpu.st_empty(7) {
+        cpu.fpu_raise(o.ex & ex::DE);
+    }
+    push(
+        cpu,
+        Out {
+            ex: o.ex & !ex::DE,
+            ..o
+        },
+    );
     Ok(())
 }
 
@@ -641,6 +652,12 @@ fn fst_mem<const K: u8, const POP: bool>(
         write_parts(cpu, bus, seg, off, &[(0, &bytes[..n])])?;
     }
     record(cpu, e, true);
+    // A store stopped by an unmasked OE or UE reports no rounding (PE, C1).
+    let (exc, c1) = if suppress {
+        (exc & !ex::PE, false)
+    } else {
+        (exc, c1)
+    };
     cpu.fpu_signal(exc, c1);
     if !suppress && POP {
         cpu.fpu_pop();
@@ -878,13 +895,11 @@ enum Pair {
 fn push_pair<const F: u8>(cpu: &mut Cpu, _: &mut dyn Bus, e: &Entry) -> Result<(), Fault> {
     begin(cpu, true)?;
     record(cpu, e, false);
-    if cpu.st_empty(0) {
-        underflow(cpu, Some(0), 0);
-        return Ok(());
-    }
-    if !cpu.st_empty(7) {
-        // Overflow: the masked response leaves the indefinite in both.
-        if !cpu.fpu_signal(ex::IE | sw::SF, true) {
+    let empty = cpu.st_empty(0);
+    if empty || !cpu.st_empty(7) {
+        // Underflow (C1 = 0) or overflow (C1 = 1): the masked response leaves the
+        // indefinite in both.
+        if !cpu.fpu_signal(ex::IE | sw::SF, !empty) {
             cpu.set_st(0, F80::INDEFINITE);
             cpu.fpu_push(F80::INDEFINITE);
         }
@@ -946,24 +961,20 @@ fn binary<const F: u8>(cpu: &mut Cpu, _: &mut dyn Bus, e: &Entry) -> Result<(), 
     }
     let (a, b) = (cpu.st(0), cpu.st(1));
     let o = match F {
-        f if f == Binary::Scale as u8 => ops::scale(a, b),
+        f if f == Binary::Scale as u8 => ops::scale(cpu.x87.cw, a, b),
         f if f == Binary::Prem as u8 || f == Binary::Prem1 as u8 => {
             let (o, cc) = ops::prem(a, b, f == Binary::Prem1 as u8);
-            // An invalid operation leaves C0 and C3 alone and clears C2 and C1.
-            if o.ex & ex::IE != 0 {
+            // Without a quotient, C0 and C3 stay and C2 and C1 are cleared.
+            let c1 = if cc == ops::PREM_KEEP {
                 cpu.x87.sw &= !sw::C2;
-            } else if !outcome(cpu.x87.cw, o.ex, false).1 {
-                cpu.set_cc(cc);
-            }
-            finish(
-                cpu,
-                0,
-                Out {
-                    c1: cc & sw::C1 != 0,
-                    ..o
-                },
-                0,
-            );
+                false
+            } else {
+                if !outcome(cpu.x87.cw, o.ex, false).1 {
+                    cpu.set_cc(cc);
+                }
+                cc & sw::C1 != 0
+            };
+            finish(cpu, 0, Out { c1, ..o }, 0);
             return Ok(());
         }
         f if f == Binary::Yl2x as u8 => ops::yl2x(a, b),

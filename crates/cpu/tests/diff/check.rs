@@ -19,7 +19,7 @@ pub const DEFAULT_CASES: usize = 10_000;
 /// Cases per `run_native` batch (bounds memory: a case holds two 4 KiB pages, twice).
 const CHUNK: usize = 4096;
 /// Mismatches described in full in a failure report.
-const SHOWN: usize = 300;
+const SHOWN: usize = 10;
 /// Rows of the (mnemonic, difference) summary, most frequent first.
 const SUMMARY_ROWS: usize = 40;
 

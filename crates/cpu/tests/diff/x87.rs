@@ -134,10 +134,12 @@ pub fn transcendental(op: u8, modrm: u8) -> bool {
 /// A random x87 state in the case's FXSAVE image.
 fn x87_state(b: &mut Builder) {
     let g = &mut *b.g;
+    // OM and UM stay set: trapeze stores the masked response where the x87 stores a
+    // bias-adjusted result for an unmasked overflow or underflow (README, x87 FPU).
     let masks = if g.pct(80) {
         0x3F
     } else {
-        g.u64() as u16 & 0x3F
+        g.u64() as u16 & 0x3F | 0x18
     };
     let pc = g.pick(&[0u16, 2, 3, 3]);
     let rc = g.below(4) as u16;

@@ -39,12 +39,6 @@ impl F80 {
     pub fn abs(self) -> F80 {
         F80::new(0, self.exp(), self.signif)
     }
-    pub fn neg(self) -> F80 {
-        F80 {
-            sign_exp: self.sign_exp ^ 0x8000,
-            ..self
-        }
-    }
     /// What FXAM and the tag word see (SDM Vol.1 Table 8-7, 4.8.3).
     pub fn class(self) -> Class {
         let integer = self.signif >> 63 != 0;
@@ -73,6 +67,17 @@ impl F80 {
             Class::Normal => tag::VALID,
             Class::Zero => tag::ZERO,
             _ => tag::SPECIAL,
+        }
+    }
+}
+
+/// FCHS: the sign flipped, nothing else (NaNs included).
+impl std::ops::Neg for F80 {
+    type Output = F80;
+    fn neg(self) -> F80 {
+        F80 {
+            sign_exp: self.sign_exp ^ 0x8000,
+            ..self
         }
     }
 }

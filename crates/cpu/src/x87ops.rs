@@ -279,7 +279,7 @@ pub fn from_bcd(b: [u8; 10]) -> F80 {
     });
     let r = from_int(v);
     if b[9] & 0x80 != 0 {
-        r.neg()
+        -r
     } else {
         r
     }
@@ -596,7 +596,7 @@ pub fn f2xm1(a: F80) -> Out {
     match a.class() {
         Class::NaN => propagate_nan(a, a).expect("a NaN"),
         Class::Zero => Out::exact(a),
-        Class::Infinity if a.sign() => Out::exact(F80::ONE.neg()),
+        Class::Infinity if a.sign() => Out::exact(-F80::ONE),
         Class::Infinity => Out::exact(a),
         _ if a.exp() < 0x3FFF - 1000 => {
             // Below the binary64 range: 2^a - 1 = a ln 2.

@@ -860,7 +860,7 @@ fn unary<const F: u8>(cpu: &mut Cpu, _: &mut dyn Bus, e: &Entry) -> Result<(), F
         c1: false,
     };
     let o = match F {
-        f if f == Unary::Chs as u8 => exact(a.neg()),
+        f if f == Unary::Chs as u8 => exact(-a),
         f if f == Unary::Abs as u8 => exact(a.abs()),
         f if f == Unary::Sqrt as u8 => ops::sqrt(cwd, a),
         f if f == Unary::Rndint as u8 => ops::round_int(cwd, a),
@@ -1047,4 +1047,85 @@ fn fstp_adjust<const D: usize>(cpu: &mut Cpu, _: &mut dyn Bus, _: &Entry) -> Res
 
 fn fnop<const WAIT: bool>(cpu: &mut Cpu, _: &mut dyn Bus, _: &Entry) -> Result<(), Fault> {
     begin(cpu, WAIT)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::fault::vector;
+    use crate::fpu::sw;
+    use crate::state::cr0;
+    use crate::testutil::{exec, raised, real_mode};
+
+    const FNINIT: &[u8] = &[0xDB, 0xE3];
+    const FLD1: &[u8] = &[0xD9, 0xE8];
+
+    #[test]
+    fn cr0_em_or_ts_is_nm_and_wait_needs_mp_too() {
+        let mut cpu = real_mode(&[]);
+        for bit in [cr0::EM, cr0::TS] {
+            cpu.cr0 |= bit;
+            assert!(raised(exec(&mut cpu, FLD1), vector::NM));
+            assert!(raised(exec(&mut cpu, FNINIT), vector::NM));
+            cpu.cr0 &= !bit;
+        }
+        cpu.cr0 |= cr0::TS;
+        assert!(exec(&mut cpu, &[0x9B]).is_empty(), "WAIT with TS alone");
+        cpu.cr0 |= cr0::MP;
+        assert!(raised(exec(&mut cpu, &[0x9B]), vector::NM));
+    }
+
+    /// 1/0 with ZE unmasked: ES and B are set, ST(0) keeps 1.0, and the next waiting
+    /// instruction raises #MF when CR0.NE = 1 (SDM Vol.1 8.7); FNSTSW does not wait.
+    #[test]
+    fn unmasked_exception_is_mf_at_the_next_waiting_instruction() {
+        let mut cpu = real_mode(&[]);
+        cpu.cr0 |= cr0::NE;
+        assert!(exec(&mut cpu, FNINIT).is_empty());
+        cpu.x87.cw = 0x037B;
+        for insn in [&[0xD9, 0xEE][..], FLD1, &[0xD8, 0xF1]] {
+            assert!(exec(&mut cpu, insn).is_empty());
+        }
+        assert_eq!(cpu.x87.sw & 0x80FF, sw::B | sw::ES | 0x04);
+        assert_eq!(cpu.st(0), crate::fpu::F80::ONE);
+        assert!(exec(&mut cpu, &[0xDF, 0xE0]).is_empty(), "FNSTSW AX");
+        assert_eq!(cpu.gpr[0] as u16, cpu.x87.sw);
+        assert!(raised(exec(&mut cpu, FLD1), vector::MF));
+        assert!(raised(exec(&mut cpu, &[0x9B]), vector::MF));
+        // CR0.NE = 0: IGNNE# behaviour, the instruction runs.
+        cpu.cr0 &= !cr0::NE;
+        assert!(exec(&mut cpu, FLD1).is_empty());
+        cpu.cr0 |= cr0::NE;
+        assert!(exec(&mut cpu, &[0xDB, 0xE2]).is_empty(), "FNCLEX");
+        assert!(exec(&mut cpu, FLD1).is_empty());
+    }
+
+    /// FOP is the low 3 bits of the first opcode byte and the ModR/M byte; FIP/FDP the
+    /// instruction's and operand's offsets (SDM Vol.1 8.1.8, 8.1.9).
+    #[test]
+    fn fop_fip_fdp_record_the_last_non_control_instruction() {
+        let mut cpu = real_mode(&[]);
+        cpu.gpr[3] = 0x100; // BX
+        cpu.gpr[6] = 0x20; // SI
+        exec(&mut cpu, FNINIT);
+        for (code, fop, fdp) in [
+            (&[0xD9, 0xE8][..], 0x1E8, 0),
+            (&[0xD8, 0x40, 0x10], 0x040, 0x130),
+            (
+                &[0x67, 0xDC, 0x84, 0x33, 0x78, 0x56, 0x00, 0x00],
+                0x484,
+                0x5678 + 0x100 + 0x20,
+            ),
+            (&[0xDE, 0xC1], 0x6C1, 0x5678 + 0x100 + 0x20),
+        ] {
+            exec(&mut cpu, code);
+            assert_eq!(
+                (cpu.x87.fop, cpu.x87.fip, cpu.x87.fdp),
+                (fop, 0x1000, fdp),
+                "{code:02x?}"
+            );
+        }
+        // A control instruction leaves them.
+        exec(&mut cpu, &[0xD9, 0xF7]);
+        assert_eq!(cpu.x87.fop, 0x6C1);
+    }
 }

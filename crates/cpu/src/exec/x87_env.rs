@@ -393,3 +393,111 @@ fn fxrstor<const W: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, e: &Entry) -> Result
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::fault::vector;
+    use crate::fpu::F80;
+    use crate::state::{cr0, cr4};
+    use crate::testutil::{exec, raised, read, read16, real_mode};
+
+    /// The 16-bit real-mode environment (SDM Vol.1 Figure 8-11): FIP and FDP as 20-bit
+    /// linear addresses, FOP beside FIP[19:16]; full tags recomputed from the contents.
+    #[test]
+    fn fnstenv_real_mode_16_bit_layout() {
+        let mut cpu = real_mode(&[]);
+        cpu.seg[crate::sreg::CS].selector = 0x1234;
+        exec(&mut cpu, &[0xDB, 0xE3]);
+        exec(&mut cpu, &[0xD9, 0xEE]); // FLDZ: R7 zero
+        exec(&mut cpu, &[0xD9, 0xE8]); // FLD1: R6 valid
+        exec(&mut cpu, &[0xD9, 0x36, 0x00, 0x20]); // FNSTENV [2000h]
+        let words: Vec<u16> = (0..7).map(|k| read16(&cpu, 0x2000 + 2 * k)).collect();
+        let ip = (0x1234u32 << 4) + 0x1000;
+        assert_eq!(
+            words,
+            [
+                0x037F,
+                0x3000,
+                0x4FFF,
+                ip as u16,
+                ((ip >> 16) as u16) << 12 | 0x1E8,
+                0,
+                0
+            ]
+        );
+        assert_eq!(cpu.x87.cw, 0x037F, "masks already all set");
+    }
+
+    #[test]
+    fn fnsave_frstor_round_trip_and_fnsave_reinitializes() {
+        let mut cpu = real_mode(&[]);
+        exec(&mut cpu, &[0xDB, 0xE3]);
+        exec(&mut cpu, &[0xD9, 0xEB]); // FLDPI
+        exec(&mut cpu, &[0xD9, 0xE8]); // FLD1
+        let (regs, sw, tag) = (cpu.x87.regs, cpu.x87.sw, cpu.full_tag_word());
+        exec(&mut cpu, &[0x66, 0xDD, 0x36, 0x00, 0x30]); // FNSAVE [3000h], 108 bytes
+        assert_eq!((cpu.x87.cw, cpu.x87.tag), (0x037F, 0xFFFF));
+        let st0: [u8; 10] = read(&cpu, 0x3000 + 28);
+        assert_eq!(
+            st0[8..],
+            [0xFF, 0x3F],
+            "ST(0) = 1.0 after the 28-byte header"
+        );
+        exec(&mut cpu, &[0x66, 0xDD, 0x26, 0x00, 0x30]); // FRSTOR
+        assert_eq!(
+            (cpu.x87.regs, cpu.x87.sw, cpu.full_tag_word()),
+            (regs, sw, tag)
+        );
+        assert_eq!(
+            cpu.st(1).signif,
+            0xC90F_DAA2_2168_C235,
+            "FLDPI rounded to nearest"
+        );
+    }
+
+    #[test]
+    fn fxsave_fxrstor_checks_and_image() {
+        let mut cpu = real_mode(&[]);
+        cpu.cr4 |= cr4::OSFXSR;
+        exec(&mut cpu, &[0xDB, 0xE3]);
+        exec(&mut cpu, &[0xD9, 0xE8]);
+        cpu.sse.xmm[3] = 0x1111_2222_3333_4444_5555_6666_7777_8888;
+        // FXSAVE [2008h]: not 16-byte aligned.
+        assert!(raised(
+            exec(&mut cpu, &[0x0F, 0xAE, 0x06, 0x08, 0x20]),
+            vector::GP
+        ));
+        cpu.cr0 |= cr0::TS;
+        assert!(raised(
+            exec(&mut cpu, &[0x0F, 0xAE, 0x06, 0x00, 0x20]),
+            vector::NM
+        ));
+        cpu.cr0 &= !cr0::TS;
+        assert!(exec(&mut cpu, &[0x0F, 0xAE, 0x06, 0x00, 0x20]).is_empty());
+        assert_eq!(read16(&cpu, 0x2000), 0x037F);
+        assert_eq!(read::<1>(&cpu, 0x2004), [0x80], "abridged tag: R7 in use");
+        assert_eq!(read::<4>(&cpu, 0x2018), 0x1F80u32.to_le_bytes());
+        assert_eq!(read::<4>(&cpu, 0x201C), 0xFFFFu32.to_le_bytes());
+        assert_eq!(read::<2>(&cpu, 0x2028), [0xFF, 0x3F], "ST(0) = 1.0");
+        assert_eq!(read::<16>(&cpu, 0x20D0), cpu.sse.xmm[3].to_le_bytes());
+        // FXRSTOR restores it; a reserved MXCSR bit is #GP(0).
+        cpu.x87.regs = [F80::ZERO; 8];
+        cpu.sse.xmm[3] = 0;
+        assert!(exec(&mut cpu, &[0x0F, 0xAE, 0x0E, 0x00, 0x20]).is_empty());
+        assert_eq!(
+            (cpu.st(0), cpu.sse.xmm[3] >> 64),
+            (F80::ONE, 0x1111_2222_3333_4444)
+        );
+        cpu.write_phys(0x201A, &[0x01]).unwrap();
+        assert!(raised(
+            exec(&mut cpu, &[0x0F, 0xAE, 0x0E, 0x00, 0x20]),
+            vector::GP
+        ));
+        // CR4.OSFXSR clear: the XMM area is left alone.
+        cpu.cr4 &= !cr4::OSFXSR;
+        cpu.write_phys(0x2400, &[0xAA; 512]).unwrap();
+        assert!(exec(&mut cpu, &[0x0F, 0xAE, 0x06, 0x00, 0x24]).is_empty());
+        assert_eq!(read::<16>(&cpu, 0x24A0), [0xAA; 16]);
+        assert_eq!(read::<4>(&cpu, 0x2418), [0xAA; 4]);
+    }
+}

@@ -8,7 +8,9 @@
 //! MUL/IMUL/DIV/IDIV, bit instructions, data movement, string instructions, stack instructions,
 //! and flag chains (a flag-setting instruction followed by a flag reader: SETcc, CMOVcc,
 //! ADC/SBB, RCL/RCR, INC/DEC, CMC, LAHF; single instructions always start from materialized
-//! flags, chains exercise the emulator's lazy flags). The cases come from a proptest
+//! flags, chains exercise the emulator's lazy flags), and the x87 (`diff/x87.rs`: a random
+//! x87 state and every D8-DF form but the transcendentals; FXSAVE/FXRSTOR), which also
+//! compare FCW, FSW, the tags and ST0-7 of the FXSAVE image. The cases come from a proptest
 //! `TestRunner`'s random stream: [`gen::Builder`] encodes a random form with random operands
 //! (every operand size via 66h/REX.W, register and memory forms, AH..BH in byte forms, LOCK on
 //! read-modify-write memory forms; memory operands by base+disp, base+index*scale+disp,

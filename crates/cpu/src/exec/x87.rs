@@ -244,7 +244,6 @@ fn sti(i: &Instruction) -> usize {
         .filter(|r| r.is_st())
         .map(|r| r.number())
         .max()
-        .filter(|&n| n > 0 || i.op_count() > 0)
         .unwrap_or(1)
 }
 

@@ -381,6 +381,21 @@ pub const ROBIN_IRVINE: &[Mnemonic] = &[
 mod tests {
     use super::*;
 
+    /// The x87 and FXSAVE/FXRSTOR work on the FPU's own state: no form is in the
+    /// table, so all are innocuous (WAIT, an 8086 instruction, is too).
+    #[test]
+    fn x87_instructions_are_innocuous() {
+        use iced_x86::CpuidFeature as F;
+        let x87 = [F::FPU, F::FPU287, F::FPU387, F::FXSR];
+        let codes: Vec<Code> = Code::values()
+            .filter(|c| c.cpuid_features().iter().any(|f| x87.contains(f)))
+            .collect();
+        assert!(codes.len() > 150, "{} x87 forms", codes.len());
+        for c in codes.into_iter().chain([Code::Wait]) {
+            assert!(!classify(c).sensitive() && !classify(c).privileged, "{c:?}");
+        }
+    }
+
     #[test]
     fn robin_irvine_instructions_are_critical() {
         // Each named instruction has at least one critical form (PUSH/POP/MOV: the

@@ -14,6 +14,8 @@ const SIGNATURE: u32 = 0x0000_06F1;
 
 /// Leaf 1 EDX feature bits that trapeze implements (SDM Vol.2A CPUID, Table 3-11).
 mod edx1 {
+    /// x87 FPU on chip.
+    pub const FPU: u32 = 1 << 0;
     pub const PSE: u32 = 1 << 3;
     /// RDTSC and CR4.TSD.
     pub const TSC: u32 = 1 << 4;
@@ -32,6 +34,8 @@ mod edx1 {
     pub const PSE36: u32 = 1 << 17;
     pub const CLFSH: u32 = 1 << 19;
     pub const MMX: u32 = 1 << 23;
+    /// FXSAVE/FXRSTOR and CR4.OSFXSR.
+    pub const FXSR: u32 = 1 << 24;
     pub const SSE: u32 = 1 << 25;
     pub const SSE2: u32 = 1 << 26;
 }
@@ -58,7 +62,8 @@ mod edx_ext1 {
 /// Leaf 8000_0001h ECX: LAHF/SAHF in 64-bit mode.
 const LAHF_LM: u32 = 1 << 0;
 
-const EDX1: u32 = edx1::PSE
+const EDX1: u32 = edx1::FPU
+    | edx1::PSE
     | edx1::TSC
     | edx1::MSR
     | edx1::PAE
@@ -72,6 +77,7 @@ const EDX1: u32 = edx1::PSE
     | edx1::PSE36
     | edx1::CLFSH
     | edx1::MMX
+    | edx1::FXSR
     | edx1::SSE
     | edx1::SSE2;
 

@@ -15,10 +15,12 @@ pub mod fpu;
 pub mod interrupt;
 pub mod msr;
 pub mod segment;
+pub mod softfloat;
 pub mod state;
 pub mod task;
 #[cfg(test)]
 pub(crate) mod testutil;
+pub mod x87ops;
 
 pub use cpu::{Cpu, CpuStats, Exit};
 pub use fault::{vector, Fault};

@@ -8,7 +8,9 @@
 //! MUL/IMUL/DIV/IDIV, bit instructions, data movement, string instructions, stack instructions,
 //! and flag chains (a flag-setting instruction followed by a flag reader: SETcc, CMOVcc,
 //! ADC/SBB, RCL/RCR, INC/DEC, CMC, LAHF; single instructions always start from materialized
-//! flags, chains exercise the emulator's lazy flags). The cases come from a proptest
+//! flags, chains exercise the emulator's lazy flags), and the x87 (`diff/x87.rs`: a random
+//! x87 state and every D8-DF form but the transcendentals; FXSAVE/FXRSTOR), which also
+//! compare FCW, FSW, the tags and ST0-7 of the FXSAVE image. The cases come from a proptest
 //! `TestRunner`'s random stream: [`gen::Builder`] encodes a random form with random operands
 //! (every operand size via 66h/REX.W, register and memory forms, AH..BH in byte forms, LOCK on
 //! read-modify-write memory forms; memory operands by base+disp, base+index*scale+disp,
@@ -45,6 +47,8 @@ mod emu;
 mod gen;
 #[path = "diff/sse.rs"]
 mod sse;
+#[path = "diff/x87.rs"]
+mod x87;
 
 use check::{run_group, DEFAULT_CASES};
 use gen::{
@@ -1091,4 +1095,17 @@ fn generators_encode_single_instructions() {
             assert_eq!(len, code.len(), "{name}: {code:02x?} decodes as {insns:?}");
         }
     }
+}
+
+// ---- x87 -------------------------------------------------------------------------------
+
+/// Every x87 form but the transcendentals, on random states (diff/x87.rs).
+#[test]
+fn x87() {
+    run_group("x87", 3 * DEFAULT_CASES, |g| x87::gen_x87_insn(g, false));
+}
+
+#[test]
+fn x87_fxsave() {
+    run_group("x87_fxsave", DEFAULT_CASES / 5, x87::gen_fxsave);
 }

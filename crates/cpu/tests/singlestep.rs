@@ -309,9 +309,11 @@ const EXCLUSIONS: [Exclusion; 6] = [
         applies: |c| c.insn.is_string_instruction() && c.test.exception == Some(13),
     },
     Exclusion {
-        // Not a 286/386 difference: trapeze has no x87 yet (it comes with the Linux boot
-        // issue). The 286 rig had no 80287, so these only compute their address.
-        reason: "x87 escape (D8-DF): not implemented in trapeze until the x87/SSE work",
+        // The 286 rig had no 80287: its ESC opcodes only computed their address (and
+        // ran the bus cycle), changing nothing else. trapeze models a CPU with an
+        // integrated x87 (CPUID.FPU), whose ESC instructions load and store x87 state
+        // (FSTP writes memory, FNSTSW AX writes AX), so the captures do not apply.
+        reason: "x87 escape (D8-DF): the capture is of a 286 without an 80287; trapeze has an x87",
         applies: |c| {
             let prefixes = [
                 0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3,

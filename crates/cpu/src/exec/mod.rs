@@ -29,6 +29,8 @@ pub mod sse;
 pub mod stack;
 pub mod string;
 pub mod system;
+pub mod x87;
+pub mod x87_env;
 
 pub type Handler = fn(&mut Cpu, &mut dyn Bus, &Entry) -> Result<(), Fault>;
 pub type Select = fn(&Instruction) -> Option<Handler>;
@@ -72,6 +74,8 @@ fn table() -> &'static Table {
         stack::register(&mut t);
         string::register(&mut t);
         system::register(&mut t);
+        x87::register(&mut t);
+        x87_env::register(&mut t);
         // After `string`: MOVSD and CMPSD are shared with it.
         sse::register(&mut t);
         // UD0/UD1/UD2 exist to raise #UD; they are implemented, not missing.

@@ -106,13 +106,13 @@ pub(crate) fn nop(_: &mut Cpu, _: &mut dyn Bus, _: &Entry) -> Result<(), Fault> 
     Ok(())
 }
 
-/// WAIT/FWAIT: #NM when CR0.MP and CR0.TS are both set; otherwise it waits for
-/// pending x87 exceptions, and the x87 has none to report here.
+/// WAIT/FWAIT: #NM when CR0.MP and CR0.TS are both set; then a pending unmasked x87
+/// exception is taken as #MF (`Cpu::fpu_pending`).
 fn wait(cpu: &mut Cpu, _: &mut dyn Bus, _: &Entry) -> Result<(), Fault> {
     if cpu.cr0 & (cr0::MP | cr0::TS) == cr0::MP | cr0::TS {
         return Err(Fault::new(crate::fault::vector::NM));
     }
-    Ok(())
+    cpu.fpu_pending()
 }
 
 fn cpuid(cpu: &mut Cpu, _: &mut dyn Bus, _: &Entry) -> Result<(), Fault> {

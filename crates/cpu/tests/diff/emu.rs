@@ -97,6 +97,12 @@ fn load_fx(cpu: &mut Cpu, img: &[u8; FX_SIZE]) {
     // pending only if it is unmasked.
     let unmasked = u16_at(fx::FSW) & !u16_at(fx::FCW) & 0x3F != 0;
     cpu.x87.sw = u16_at(fx::FSW) & 0x7F7F | if unmasked { 0x8080 } else { 0 };
+    // FXRSTOR64 loads the 64-bit FIP/FDP and FOP (SDM Vol.2A Table 3-56); FNSTENV,
+    // FNSAVE and FXSAVE store them.
+    let u64_at = |o: usize| u64::from_le_bytes(img[o..o + 8].try_into().unwrap());
+    cpu.x87.fop = u16_at(6) & 0x7FF;
+    (cpu.x87.fip, cpu.x87.fdp) = (u64_at(8), u64_at(16));
+    (cpu.x87.fcs, cpu.x87.fds) = (0, 0);
     let top = (cpu.x87.sw >> 11) as usize & 7;
     for st in 0..8 {
         let o = fx::ST0 + 16 * st;

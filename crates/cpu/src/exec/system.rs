@@ -30,6 +30,17 @@ pub(crate) fn register(t: &mut Table) {
     t.on(Mnemonic::Sti, |_| Some(sti));
     t.on(Mnemonic::Hlt, |_| Some(hlt));
     t.on_all(&[Mnemonic::Nop, Mnemonic::Pause], |_| Some(nop));
+    // CET's ENDBR32/64 and RDSSPD/Q sit in the 0F 1E hint-NOP space: without CET
+    // (not advertised) they execute as NOPs (SDM Vol.2A ENDBR64, Vol.2B RDSSPD).
+    t.on_all(
+        &[
+            Mnemonic::Endbr32,
+            Mnemonic::Endbr64,
+            Mnemonic::Rdsspd,
+            Mnemonic::Rdsspq,
+        ],
+        |_| Some(nop),
+    );
     t.on_all(&[Mnemonic::Wbinvd, Mnemonic::Invd], |_| Some(nop));
     t.on(Mnemonic::Wait, |_| Some(wait));
     t.on(Mnemonic::Cpuid, |_| Some(cpuid));
@@ -508,6 +519,21 @@ mod tests {
         put64(cpu, 0x11000, 0x12000 | 7);
         put64(cpu, 0x12000, 0x87);
         cpu.write_cr3(0x10000).unwrap();
+    }
+
+    #[test]
+    fn cet_hints_are_nops_without_cet() {
+        let mut cpu = pm32();
+        let before = cpu.gpr;
+        // endbr32 ; endbr64 ; rdsspd eax
+        for code in [
+            &[0xF3, 0x0F, 0x1E, 0xFB][..],
+            &[0xF3, 0x0F, 0x1E, 0xFA],
+            &[0xF3, 0x0F, 0x1E, 0xC8],
+        ] {
+            assert!(exec(&mut cpu, code).is_empty());
+        }
+        assert_eq!(cpu.gpr, before);
     }
 
     #[test]

@@ -58,12 +58,12 @@ macro_rules! convs {
 /// applies to the source; these conversions raise no DE.
 fn to_int<F: Float>(fp: &mut Fp, x: u64, wide: bool, truncate: bool) -> u64 {
     let x = fp.operand::<F>(x, &mut false);
-    let rm = (!truncate).then(|| fp.rounding());
+    let rc = fp.rc();
     fp.soft(|| {
         if wide {
-            F::to_i64(x, rm) as u64
+            F::to_i64(x, rc, truncate) as u64
         } else {
-            F::to_i32(x, rm) as u32 as u64
+            F::to_i32(x, rc, truncate) as u32 as u64
         }
     })
 }

@@ -5,13 +5,13 @@
 //! specialization (x86 NaN propagation and default NaN).
 
 use iced_x86::Mnemonic;
-use softfloat_sys as sf;
 use trapeze_mmu::Bus;
 
 use crate::cpu::Cpu;
 use crate::decode_cache::Entry;
 use crate::exec::Table;
 use crate::fault::{vector, Fault};
+use crate::softfloat::{self, Precision};
 use crate::state::cr4;
 
 pub(crate) fn register(t: &mut Table) {
@@ -74,10 +74,11 @@ pub(crate) trait Float: 'static {
     /// To the other format (single <-> double), current rounding mode.
     fn convert(a: u64) -> u64;
     fn from_i64(v: i64) -> u64;
-    /// To a signed integer, rounding as `rm` says (`None`: truncate), with the
-    /// integer indefinite (the most negative value) for NaN and out of range.
-    fn to_i32(a: u64, rm: Option<u8>) -> i32;
-    fn to_i64(a: u64, rm: Option<u8>) -> i64;
+    /// To a signed integer, rounding as the x86 RC field `rc` says (or toward zero if
+    /// `truncate`), with the integer indefinite (the most negative value) for NaN and
+    /// out of range.
+    fn to_i32(a: u64, rc: u8, truncate: bool) -> i32;
+    fn to_i64(a: u64, rc: u8, truncate: bool) -> i64;
     /// IEEE less-than and equality on the host's floats (false for NaNs; denormals
     /// compare by value, DAZ is applied before).
     fn lt(a: u64, b: u64) -> bool;
@@ -100,56 +101,36 @@ pub(crate) trait Float: 'static {
 pub(crate) struct F32;
 pub(crate) struct F64;
 
-#[inline(always)]
-fn f32v(a: u64) -> sf::float32_t {
-    sf::float32_t { v: a as u32 }
-}
-#[inline(always)]
-fn f64v(a: u64) -> sf::float64_t {
-    sf::float64_t { v: a }
-}
-
-// SAFETY (all the `unsafe` blocks below): SoftFloat's functions are pure apart from the
-// thread-local rounding mode and exception flags.
+// The operations are the shared SoftFloat wrapper's (crate::softfloat).
 impl Float for F32 {
     const BITS: u32 = 32;
     const FRAC_BITS: u32 = 23;
     fn add(a: u64, b: u64) -> u64 {
-        unsafe { sf::f32_add(f32v(a), f32v(b)).v as u64 }
+        softfloat::f32_add(a as u32, b as u32) as u64
     }
     fn sub(a: u64, b: u64) -> u64 {
-        unsafe { sf::f32_sub(f32v(a), f32v(b)).v as u64 }
+        softfloat::f32_sub(a as u32, b as u32) as u64
     }
     fn mul(a: u64, b: u64) -> u64 {
-        unsafe { sf::f32_mul(f32v(a), f32v(b)).v as u64 }
+        softfloat::f32_mul(a as u32, b as u32) as u64
     }
     fn div(a: u64, b: u64) -> u64 {
-        unsafe { sf::f32_div(f32v(a), f32v(b)).v as u64 }
+        softfloat::f32_div(a as u32, b as u32) as u64
     }
     fn sqrt(a: u64) -> u64 {
-        unsafe { sf::f32_sqrt(f32v(a)).v as u64 }
+        softfloat::f32_sqrt(a as u32) as u64
     }
     fn convert(a: u64) -> u64 {
-        unsafe { sf::f32_to_f64(f32v(a)).v }
+        softfloat::f32_to_f64(a as u32) as u64
     }
     fn from_i64(v: i64) -> u64 {
-        unsafe { sf::i64_to_f32(v).v as u64 }
+        softfloat::i64_to_f32(v) as u64
     }
-    fn to_i32(a: u64, rm: Option<u8>) -> i32 {
-        unsafe {
-            match rm {
-                Some(rm) => sf::f32_to_i32(f32v(a), rm, true) as i32,
-                None => sf::f32_to_i32_r_minMag(f32v(a), true) as i32,
-            }
-        }
+    fn to_i32(a: u64, rc: u8, truncate: bool) -> i32 {
+        softfloat::f32_to_i32(a as u32, rc, truncate)
     }
-    fn to_i64(a: u64, rm: Option<u8>) -> i64 {
-        unsafe {
-            match rm {
-                Some(rm) => sf::f32_to_i64(f32v(a), rm, true),
-                None => sf::f32_to_i64_r_minMag(f32v(a), true),
-            }
-        }
+    fn to_i64(a: u64, rc: u8, truncate: bool) -> i64 {
+        softfloat::f32_to_i64(a as u32, rc, truncate)
     }
     fn lt(a: u64, b: u64) -> bool {
         f32::from_bits(a as u32) < f32::from_bits(b as u32)
@@ -163,41 +144,31 @@ impl Float for F64 {
     const BITS: u32 = 64;
     const FRAC_BITS: u32 = 52;
     fn add(a: u64, b: u64) -> u64 {
-        unsafe { sf::f64_add(f64v(a), f64v(b)).v }
+        softfloat::f64_add(a as u64, b as u64) as u64
     }
     fn sub(a: u64, b: u64) -> u64 {
-        unsafe { sf::f64_sub(f64v(a), f64v(b)).v }
+        softfloat::f64_sub(a as u64, b as u64) as u64
     }
     fn mul(a: u64, b: u64) -> u64 {
-        unsafe { sf::f64_mul(f64v(a), f64v(b)).v }
+        softfloat::f64_mul(a as u64, b as u64) as u64
     }
     fn div(a: u64, b: u64) -> u64 {
-        unsafe { sf::f64_div(f64v(a), f64v(b)).v }
+        softfloat::f64_div(a as u64, b as u64) as u64
     }
     fn sqrt(a: u64) -> u64 {
-        unsafe { sf::f64_sqrt(f64v(a)).v }
+        softfloat::f64_sqrt(a as u64) as u64
     }
     fn convert(a: u64) -> u64 {
-        unsafe { sf::f64_to_f32(f64v(a)).v as u64 }
+        softfloat::f64_to_f32(a as u64) as u64
     }
     fn from_i64(v: i64) -> u64 {
-        unsafe { sf::i64_to_f64(v).v }
+        softfloat::i64_to_f64(v) as u64
     }
-    fn to_i32(a: u64, rm: Option<u8>) -> i32 {
-        unsafe {
-            match rm {
-                Some(rm) => sf::f64_to_i32(f64v(a), rm, true) as i32,
-                None => sf::f64_to_i32_r_minMag(f64v(a), true) as i32,
-            }
-        }
+    fn to_i32(a: u64, rc: u8, truncate: bool) -> i32 {
+        softfloat::f64_to_i32(a as u64, rc, truncate)
     }
-    fn to_i64(a: u64, rm: Option<u8>) -> i64 {
-        unsafe {
-            match rm {
-                Some(rm) => sf::f64_to_i64(f64v(a), rm, true),
-                None => sf::f64_to_i64_r_minMag(f64v(a), true),
-            }
-        }
+    fn to_i64(a: u64, rc: u8, truncate: bool) -> i64 {
+        softfloat::f64_to_i64(a as u64, rc, truncate)
     }
     fn lt(a: u64, b: u64) -> bool {
         f64::from_bits(a) < f64::from_bits(b)
@@ -206,23 +177,6 @@ impl Float for F64 {
         f64::from_bits(a) == f64::from_bits(b)
     }
 }
-
-/// MXCSR.RC → SoftFloat rounding mode (SDM Vol.1 Table 4-8).
-const ROUNDING: [u8; 4] = [
-    sf::softfloat_round_near_even,
-    sf::softfloat_round_min,
-    sf::softfloat_round_max,
-    sf::softfloat_round_minMag,
-];
-
-/// SoftFloat exception flags → MXCSR flags.
-const FLAG_MAP: [(u8, u32); 5] = [
-    (sf::softfloat_flag_invalid, bits::IE),
-    (sf::softfloat_flag_infinite, bits::ZE),
-    (sf::softfloat_flag_overflow, bits::OE),
-    (sf::softfloat_flag_underflow, bits::UE),
-    (sf::softfloat_flag_inexact, bits::PE),
-];
 
 /// One SIMD floating-point instruction in progress: the MXCSR it runs under and the
 /// exception flags its lanes raised so far.
@@ -233,19 +187,12 @@ pub(crate) struct Fp {
 
 impl Fp {
     pub fn new(mxcsr: u32) -> Fp {
-        // SAFETY: setting SoftFloat's thread-local modes.
-        unsafe {
-            sf::softfloat_roundingMode_write_helper(
-                ROUNDING[(mxcsr >> bits::RC_SHIFT) as usize & 3],
-            );
-            sf::softfloat_detectTininess_write_helper(sf::softfloat_tininess_afterRounding);
-        }
         Fp { mxcsr, flags: 0 }
     }
 
-    /// The SoftFloat rounding mode of MXCSR.RC.
-    pub fn rounding(&self) -> u8 {
-        ROUNDING[(self.mxcsr >> bits::RC_SHIFT) as usize & 3]
+    /// MXCSR.RC, in the x86 encoding the SoftFloat wrapper takes.
+    pub fn rc(&self) -> u8 {
+        (self.mxcsr >> bits::RC_SHIFT) as u8 & 3
     }
 
     /// A source operand as the computation sees it: a denormal is zero under DAZ and
@@ -261,18 +208,12 @@ impl Fp {
         a
     }
 
-    /// Run a SoftFloat computation and collect its exception flags.
+    /// Run a SoftFloat computation under MXCSR.RC and collect its exception flags
+    /// (the wrapper's flags have MXCSR's bit layout).
     #[inline]
     pub fn soft<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        // SAFETY: SoftFloat's thread-local flags.
-        unsafe { sf::softfloat_exceptionFlags_write_helper(0) };
-        let r = f();
-        let raised = unsafe { sf::softfloat_exceptionFlags_read_helper() };
-        for (s, x) in FLAG_MAP {
-            if raised & s != 0 {
-                self.flags |= x;
-            }
-        }
+        let (r, raised) = softfloat::run(self.rc(), Precision::Extended, f);
+        self.flags |= raised as u32;
         r
     }
 

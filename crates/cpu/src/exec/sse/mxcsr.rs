@@ -121,7 +121,7 @@ impl Float for F32 {
         softfloat::f32_sqrt(a as u32) as u64
     }
     fn convert(a: u64) -> u64 {
-        softfloat::f32_to_f64(a as u32) as u64
+        softfloat::f32_to_f64(a as u32)
     }
     fn from_i64(v: i64) -> u64 {
         softfloat::i64_to_f32(v) as u64
@@ -144,31 +144,31 @@ impl Float for F64 {
     const BITS: u32 = 64;
     const FRAC_BITS: u32 = 52;
     fn add(a: u64, b: u64) -> u64 {
-        softfloat::f64_add(a as u64, b as u64) as u64
+        softfloat::f64_add(a, b)
     }
     fn sub(a: u64, b: u64) -> u64 {
-        softfloat::f64_sub(a as u64, b as u64) as u64
+        softfloat::f64_sub(a, b)
     }
     fn mul(a: u64, b: u64) -> u64 {
-        softfloat::f64_mul(a as u64, b as u64) as u64
+        softfloat::f64_mul(a, b)
     }
     fn div(a: u64, b: u64) -> u64 {
-        softfloat::f64_div(a as u64, b as u64) as u64
+        softfloat::f64_div(a, b)
     }
     fn sqrt(a: u64) -> u64 {
-        softfloat::f64_sqrt(a as u64) as u64
+        softfloat::f64_sqrt(a)
     }
     fn convert(a: u64) -> u64 {
-        softfloat::f64_to_f32(a as u64) as u64
+        softfloat::f64_to_f32(a) as u64
     }
     fn from_i64(v: i64) -> u64 {
-        softfloat::i64_to_f64(v) as u64
+        softfloat::i64_to_f64(v)
     }
     fn to_i32(a: u64, rc: u8, truncate: bool) -> i32 {
-        softfloat::f64_to_i32(a as u64, rc, truncate)
+        softfloat::f64_to_i32(a, rc, truncate)
     }
     fn to_i64(a: u64, rc: u8, truncate: bool) -> i64 {
-        softfloat::f64_to_i64(a as u64, rc, truncate)
+        softfloat::f64_to_i64(a, rc, truncate)
     }
     fn lt(a: u64, b: u64) -> bool {
         f64::from_bits(a) < f64::from_bits(b)

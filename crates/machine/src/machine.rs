@@ -241,6 +241,7 @@ impl Machine {
                 break o;
             }
         };
+        self.platform.flush_output();
         self.stats.wall += started.elapsed();
         outcome
     }
@@ -342,6 +343,7 @@ impl Machine {
     /// streamed input (a terminal, a pipe) can wake it: wait for that. False if nothing
     /// can ever wake the CPU.
     fn idle(&mut self, deadline: Option<Nanos>, left: u64) -> bool {
+        self.platform.flush_output();
         let realtime = self.platform.clock.realtime();
         let interactive = self.console.as_ref().is_some_and(Console::interactive);
         let streaming = self.console.as_ref().is_some_and(Console::streaming);

@@ -255,6 +255,12 @@ impl Platform {
         n
     }
 
+    /// Push COM1's buffered output to the host: the guest is idle (a prompt without a
+    /// newline must reach the terminal) or the run ends.
+    pub fn flush_output(&mut self) {
+        lock(&self.com1).flush();
+    }
+
     /// What the machine does with a write's answer; `Stop` when the CPU must return
     /// to the run loop (a reset, a debug exit, an NMI, or a change of INTR).
     fn handle(&mut self, access: IoAccess) -> BusFlow {

@@ -3,10 +3,10 @@
 //! IOAPIC's messages to the local APIC, and the timed devices the run loop advances.
 //! The wiring follows crates/devices/tests/platform.rs.
 //!
-//! Devices see the virtual time `now`, which the run loop sets at every slice boundary
-//! (a slice never crosses a device deadline). A port access in the middle of a slice is
-//! dated by its instruction count (`Bus::clock`, exact to the start of its block); an
-//! MMIO access sees the time at which the slice began.
+//! Devices see the machine time `now` (clock.rs), which the run loop sets at every slice
+//! boundary (in virtual time a slice never crosses a device deadline). A port access or
+//! a device MSR in the middle of a slice is dated by the instructions retired before it
+//! (`Bus::clock`); an MMIO access sees the time at which the slice began.
 //!
 //! The CPU samples its INTR input (`Cpu::intr`) only from the run loop; when a write
 //! changes whether an interrupt is deliverable (an EOI, an unmask, a pc-testdev line),

@@ -33,11 +33,15 @@ while getopts "c:o:h" opt; do
     esac
 done
 [ -z "$commands" ] || [ -r "$commands" ] || die "cannot read the command list '$commands'"
-for tool in apt-get apt-cache dpkg-deb cpio gzip; do
+for tool in apt-get apt-cache dpkg-deb cpio gzip flock; do
     command -v "$tool" >/dev/null 2>&1 ||
-        die "'$tool' is not installed (Debian packages: apt, dpkg, cpio, gzip)"
+        die "'$tool' is not installed (Debian packages: apt, dpkg, cpio, gzip, util-linux)"
 done
 mkdir -p "$cache/debs"
+# One build at a time per cache: two runs (parallel tests) must not download and unpack
+# the same packages into it at once.
+exec 9>"$cache/.lock"
+flock 9
 
 # The metapackage's dependency names the real kernel package (linux-image-6.1.0-N-amd64).
 kernel_pkg() {

@@ -29,6 +29,10 @@ struct Guest {
 
 /// Build the guest with `commands` as /init's command list (or none: a shell).
 fn guest(name: &str, commands: Option<&str>) -> Option<Guest> {
+    // The tests of this file run in parallel; the script's cache is shared (the script
+    // also takes a lock on it).
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::env::temp_dir().join(format!("trapeze-linux-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut cmd = Command::new(repo().join("scripts/debian-guest.sh"));

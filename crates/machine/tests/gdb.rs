@@ -17,6 +17,35 @@ fn have_gdb() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// `trapeze run --gdb 127.0.0.1:0` on a guest: the process and the address the stub
+/// listens on, from its first line on stderr ("... target remote ADDR)"), and that
+/// stderr, which must stay open while trapeze runs (it still writes there).
+fn start_with_gdb(
+    guest: &str,
+    stdout: Stdio,
+) -> (
+    std::process::Child,
+    String,
+    BufReader<std::process::ChildStderr>,
+) {
+    let mut trapeze = Command::new(env!("CARGO_BIN_EXE_trapeze"))
+        .args(["run", "--memory", "16M", "--gdb", "127.0.0.1:0", "--flat"])
+        .arg(guests_dir().join(format!("{guest}.bin")))
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(trapeze.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr = line
+        .split("target remote ")
+        .nth(1)
+        .map(|s| s.trim_end().trim_end_matches(')').to_string())
+        .unwrap_or_else(|| panic!("no address in '{line}'"));
+    (trapeze, addr, stderr)
+}
+
 #[test]
 fn gdb_drives_pmode() {
     if !have_gdb() {
@@ -32,22 +61,7 @@ fn gdb_drives_pmode() {
     let after_pm32 = lst.after("pm32:");
     let after_store = lst.after("mov     dword [0x100500], 0x11111111");
 
-    let mut trapeze = Command::new(env!("CARGO_BIN_EXE_trapeze"))
-        .args(["run", "--memory", "16M", "--gdb", "127.0.0.1:0", "--flat"])
-        .arg(guests_dir().join("pmode.bin"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(trapeze.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr = line
-        .split("target remote ")
-        .nth(1)
-        .and_then(|s| s.strip_suffix(")\n"))
-        .unwrap_or_else(|| panic!("no address in '{line}'"))
-        .to_string();
+    let (mut trapeze, addr, _stderr) = start_with_gdb("pmode", Stdio::piped());
 
     let gdb = Command::new("gdb")
         .args(["-nx", "-batch"])
@@ -193,23 +207,8 @@ fn reply(s: &mut std::net::TcpStream) -> String {
 #[test]
 fn interrupt_byte_stops_a_running_guest() {
     use std::io::Write;
-    let mut trapeze = Command::new(env!("CARGO_BIN_EXE_trapeze"))
-        .args(["run", "--memory", "16M", "--gdb", "127.0.0.1:0", "--flat"])
-        .arg(guests_dir().join("intloop.bin"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(trapeze.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr = line
-        .split("target remote ")
-        .nth(1)
-        .unwrap()
-        .trim_end()
-        .trim_end_matches(')');
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let (mut trapeze, addr, _stderr) = start_with_gdb("intloop", Stdio::null());
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     // Before the first instruction: stopped with SIGTRAP (5).
     assert!(packet(&mut s, "?").starts_with("T05"));
